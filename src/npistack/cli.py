@@ -1,0 +1,365 @@
+"""The ``npistack`` command line: a thin layer over ingest, storage and services.
+
+Every error is one line on stderr (``error: ...``) and a non-zero exit code, never a traceback
+(set ``NPISTACK_DEBUG=1`` to see one).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import orjson
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, ProgressColumn, Task, TaskProgressColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+from rich.text import Text
+
+from npistack import __version__
+from npistack.errors import NpistackError
+from npistack.settings import Settings, get_settings
+
+app = typer.Typer(
+    name="npistack",
+    help="npistack: a self-hosted healthcare provider data platform over the CMS NPPES files.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+out = Console(highlight=False)
+err = Console(stderr=True, highlight=False)
+
+DatabaseOpt = Annotated[
+    str | None,
+    typer.Option("--database-url", "-d", help="Store URL (sqlite:///PATH or postgresql://...); "
+                 "default: NPISTACK_DATABASE_URL or the SQLite file in NPISTACK_DATA_DIR."),
+]
+
+
+def _settings() -> Settings:
+    return get_settings()
+
+
+def _store(database_url: str | None, *, read_only: bool = False) -> Any:
+    from npistack.storage import open_store
+
+    return open_store(database_url or _settings().resolved_database_url(), read_only=read_only)
+
+
+class RowsPerSecond(ProgressColumn):
+    """Rows done and rows/s, from the task's ``rows`` field."""
+
+    def render(self, task: Task) -> Text:
+        rows = int(task.fields.get("rows", 0))
+        elapsed = task.elapsed or 0.0
+        rate = rows / elapsed if elapsed > 0 else 0.0
+        return Text(f"{rows:>11,} rows  {rate:>9,.0f} rows/s", style="cyan")
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description:<10}"),
+        BarColumn(),
+        TaskProgressColumn(),
+        RowsPerSecond(),
+        TimeElapsedColumn(),
+        console=err,
+        transient=False,
+    )
+
+
+@app.callback()
+def _root(
+    version: Annotated[bool, typer.Option("--version", help="Print the version and exit.")] = False,
+) -> None:
+    if version:
+        out.print(f"npistack {__version__}")
+        raise typer.Exit()
+
+
+# -- ingest ------------------------------------------------------------------------------------
+
+
+def run_ingest(path: Path, database_url: str | None, *, workers: int, force: bool, quiet: bool = False) -> Any:
+    from npistack.ingest.load import ingest
+    from npistack.nppes.reader import open_bundle
+
+    settings = _settings()
+    store = _store(database_url)
+    try:
+        bundle = open_bundle(path)
+        sizes = {k: f.size for k, f in bundle.files.items()}
+        with _progress() as progress:
+            if quiet:
+                progress.disable = True
+            tasks: dict[str, Any] = {}
+
+            def on_progress(kind: str, rows: int, nbytes: int) -> None:
+                if kind not in tasks:
+                    tasks[kind] = progress.add_task(kind, total=sizes.get(kind) or None, rows=0)
+                task = tasks[kind]
+                done_rows = progress.tasks[task].fields["rows"] + rows
+                progress.update(task, advance=nbytes, rows=done_rows)
+
+            summary = ingest(
+                path, store, workers=workers or settings.ingest_workers, nucc_csv=settings.nucc_csv or None,
+                block_bytes=settings.ingest_block_bytes, force=force, progress=on_progress,
+            )
+            for task in tasks.values():
+                progress.update(task, completed=progress.tasks[task].total)
+    finally:
+        store.close()
+    return summary
+
+
+def _print_summary(summary: Any) -> None:
+    if summary.status == "unchanged":
+        out.print(f"[yellow]{summary.message}[/] (load #{summary.load_id})")
+        return
+    table = Table(title=f"load #{summary.load_id} · release {summary.release_date or 'unknown'}")
+    for col in ("file", "layout", "read", "loaded", "quarantined", "seconds", "rows/s"):
+        table.add_column(col, justify="left" if col in ("file", "layout") else "right")
+    for f in summary.files:
+        rate = f.rows_read / f.seconds if f.seconds else 0
+        table.add_row(f.name, f.layout, f"{f.rows_read:,}", f"{f.rows_loaded:,}", f"{f.rows_quarantined:,}",
+                      f"{f.seconds:.1f}", f"{rate:,.0f}")
+    out.print(table)
+    out.print(
+        f"[green]loaded[/] {summary.rows_loaded:,} of {summary.rows_read:,} rows "
+        f"({summary.rows_quarantined:,} quarantined) in {summary.seconds:.1f} s"
+    )
+    if summary.rows_quarantined:
+        out.print(f"see them with: npistack quarantine {summary.load_id}")
+
+
+@app.command()
+def ingest(
+    path: Annotated[Path, typer.Argument(help="A CMS bundle: the zip, its extracted folder, or one data CSV.")],
+    database_url: DatabaseOpt = None,
+    workers: Annotated[int, typer.Option(help="Transform processes (0: one per core).")] = 0,
+    force: Annotated[bool, typer.Option(help="Load even if the same content is already current.")] = False,
+) -> None:
+    """Load a monthly NPPES full replacement bundle into the store, atomically."""
+    summary = run_ingest(path, database_url, workers=workers, force=force)
+    _print_summary(summary)
+
+
+# -- synth -------------------------------------------------------------------------------------
+
+
+@app.command()
+def synth(
+    out_dir: Annotated[Path, typer.Argument(help="Folder to write the bundle into.")],
+    rows: Annotated[int, typer.Option("--rows", "-n", help="npidata rows to write.")] = 10_000,
+    seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same bytes.")] = 0,
+    folder: Annotated[bool, typer.Option("--folder", help="Write extracted CSVs instead of a zip.")] = False,
+    variant: Annotated[str, typer.Option(help="Layout: current, pre2025 (gender) or 329.")] = "current",
+    broken_rows: Annotated[int, typer.Option(help="Deliberately broken rows to include.")] = 0,
+) -> None:
+    """Write a synthetic NPPES bundle in the exact CMS format."""
+    from npistack.nppes.synth import write_bundle
+
+    if rows < 1:
+        raise NpistackError("--rows must be at least 1")
+    if variant not in ("current", "pre2025", "329"):
+        raise NpistackError(f"unknown --variant {variant!r}: use current, pre2025 or 329")
+    with _progress() as progress:
+        task = progress.add_task("synth", total=rows, rows=0)
+
+        def tick(k: int) -> None:
+            progress.update(task, advance=k, rows=progress.tasks[task].fields["rows"] + k)
+
+        stats = write_bundle(out_dir, rows, seed, as_folder=folder, variant=variant, broken_rows=broken_rows,
+                             progress=tick)
+        progress.update(task, completed=rows, rows=rows)
+    out.print(f"wrote {stats.path} ({stats.providers:,} providers, {stats.pl_rows:,} secondary locations, "
+              f"{stats.othername_rows:,} other names, {stats.endpoint_rows:,} endpoints)")
+
+
+# -- reads -------------------------------------------------------------------------------------
+
+
+@app.command()
+def show(
+    npi: Annotated[str, typer.Argument(help="The 10-digit NPI.")],
+    database_url: DatabaseOpt = None,
+) -> None:
+    """Print one provider document as JSON."""
+    from npistack.nppes.npi import npi_problem
+
+    npi = npi.strip()
+    problem = npi_problem(npi)
+    if problem:
+        raise NpistackError(problem)
+    store = _store(database_url, read_only=True)
+    try:
+        doc = store.get_provider(npi)
+    finally:
+        store.close()
+    if doc is None:
+        raise NpistackError(f"NPI {npi} is not in the store")
+    sys.stdout.write(orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode() + "\n")
+
+
+@app.command()
+def stats(
+    database_url: DatabaseOpt = None,
+    top: Annotated[int, typer.Option(help="How many specialties and states to list.")] = 10,
+) -> None:
+    """Counts by entity type and status, top specialties and states, and the last loads."""
+    from npistack.nppes.taxonomy import load_nucc
+
+    store = _store(database_url, read_only=True)
+    try:
+        s = store.stats(top=top)
+        loads = store.loads(limit=5)
+    finally:
+        store.close()
+    nucc = load_nucc(_settings().nucc_csv or None)
+    t = Table(title="providers")
+    for c in ("entity type", "status", "count"):
+        t.add_column(c, justify="right" if c == "count" else "left")
+    names = {1: "individual (NPI-1)", 2: "organization (NPI-2)", None: "deactivated stub"}
+    total = 0
+    for r in s["by_type"]:
+        t.add_row(names.get(r["entity_type"], str(r["entity_type"])), r["status"], f"{r['count']:,}")
+        total += r["count"]
+    t.add_row("[bold]all[/]", "", f"[bold]{total:,}[/]")
+    out.print(t)
+    t = Table(title="top primary specialties")
+    t.add_column("code")
+    t.add_column("specialty")
+    t.add_column("providers", justify="right")
+    for r in s["top_specialties"]:
+        tx = nucc.get(r["code"])
+        t.add_row(r["code"], tx.display_name if tx else "(not in NUCC)", f"{r['count']:,}")
+    out.print(t)
+    t = Table(title="top states (primary practice location)")
+    t.add_column("state")
+    t.add_column("providers", justify="right")
+    for r in s["top_states"]:
+        t.add_row(r["state"], f"{r['count']:,}")
+    out.print(t)
+    _print_loads(loads)
+
+
+def _print_loads(loads: list[Any]) -> None:
+    t = Table(title="last loads")
+    for c in ("#", "status", "release", "read", "loaded", "quarantined", "started", "source"):
+        t.add_column(c, justify="right" if c in ("#", "read", "loaded", "quarantined") else "left")
+    for ld in loads:
+        status = ld.status + (" (current)" if ld.is_current else "")
+        t.add_row(str(ld.id), status, ld.release_date or "", f"{ld.rows_read:,}", f"{ld.rows_loaded:,}",
+                  f"{ld.rows_quarantined:,}", ld.started_at, Path(ld.source).name)
+    out.print(t)
+
+
+@app.command()
+def loads(
+    database_url: DatabaseOpt = None,
+    limit: Annotated[int, typer.Option(help="How many loads to list.")] = 20,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON (files, checksums, timings).")] = False,
+) -> None:
+    """The load history: every load with files, checksums, counts, timings and status."""
+    store = _store(database_url, read_only=True)
+    try:
+        records = store.loads(limit=limit)
+    finally:
+        store.close()
+    if as_json:
+        sys.stdout.write(orjson.dumps([r.as_dict() for r in records], option=orjson.OPT_INDENT_2).decode() + "\n")
+    else:
+        _print_loads(records)
+
+
+@app.command()
+def quarantine(
+    load_id: Annotated[int | None, typer.Argument(help="Load number (default: the latest load that ran).")] = None,
+    database_url: DatabaseOpt = None,
+    limit: Annotated[int, typer.Option(help="How many rows to print.")] = 50,
+) -> None:
+    """Rows a load could not use: file, line, reason and the raw text."""
+    store = _store(database_url, read_only=True)
+    try:
+        if load_id is None:
+            ran = [ld for ld in store.loads(limit=50) if ld.status != "unchanged"]
+            if not ran:
+                raise NpistackError("no loads yet")
+            load_id = ran[0].id
+        rows = store.quarantined(load_id, limit=limit)
+    finally:
+        store.close()
+    if not rows:
+        out.print(f"load #{load_id} quarantined nothing")
+        return
+    for r in rows:
+        out.print(f"[bold]{r['file']}:{r['line']}[/] {r['reason']}")
+        out.print(f"  {r['raw'][:300]}", markup=False)
+
+
+@app.command("settings")
+def show_settings() -> None:
+    """Every setting with its current value and what it does."""
+    s = _settings()
+    t = Table(title="settings (environment variables, prefix NPISTACK_)")
+    for c in ("variable", "value", "description"):
+        t.add_column(c)
+    for name, f in Settings.model_fields.items():
+        t.add_row(f"NPISTACK_{name.upper()}", str(getattr(s, name)), f.description or "")
+    out.print(t)
+
+
+# -- demo --------------------------------------------------------------------------------------
+
+
+@app.command()
+def demo(
+    rows: Annotated[int, typer.Option("--rows", "-n", help="Synthetic providers to generate.")] = 50_000,
+    directory: Annotated[Path | None, typer.Option("--dir", help="Where to put the demo bundle and store "
+                                                   "(default: NPISTACK_DATA_DIR/demo).")] = None,
+    seed: Annotated[int, typer.Option(help="Random seed of the synthetic bundle.")] = 7,
+) -> None:
+    """Synthesize providers, ingest them, and show what npistack can do."""
+    from npistack.services.demo import run_demo
+
+    run_demo(out, directory or (_settings().data_dir / "demo"), rows=rows, seed=seed, ingest_fn=run_ingest,
+             summary_fn=_print_summary)
+
+
+def main() -> None:
+    """Console entry point: one clear line on error, never a traceback (unless NPISTACK_DEBUG)."""
+    debug = bool(os.environ.get("NPISTACK_DEBUG"))
+    started = time.perf_counter()
+    try:
+        app(standalone_mode=False, prog_name="npistack")
+    except NpistackError as e:
+        err.print(Text.assemble(("error: ", "red"), str(e)), soft_wrap=True)
+        if debug:
+            raise
+        sys.exit(1)
+    except typer.Exit as e:
+        sys.exit(e.exit_code)
+    except typer.Abort:
+        err.print("aborted")
+        sys.exit(130)
+    except KeyboardInterrupt:
+        err.print(f"interrupted after {time.perf_counter() - started:.1f} s")
+        sys.exit(130)
+    except Exception as e:  # usage errors (click's, vendored or not) and the unexpected
+        show = getattr(e, "show", None)
+        if callable(show) and isinstance(getattr(e, "exit_code", None), int):
+            show()
+            sys.exit(e.exit_code)  # type: ignore[attr-defined]
+        if debug:
+            raise
+        err.print(Text.assemble(("internal error: ", "red"),
+                                f"{type(e).__name__}: {e} (set NPISTACK_DEBUG=1 for a traceback)"), soft_wrap=True)
+        sys.exit(2)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

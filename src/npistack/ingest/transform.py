@@ -1,0 +1,614 @@
+"""Turn canonical NPPES rows into provider documents and index rows. Pure functions, no I/O.
+
+A ``BlockResult`` holds what one block of a data file becomes: the rows of each store table and
+the quarantined lines (line number, reason, raw text). ``transform_block`` guarantees that every
+line of the block is either loaded or quarantined, exactly once.
+
+The provider document (``doc``) is a superset of the Health Provider API's provider shape; its
+fields are described in docs/provider-document.md. Rules worth knowing:
+
+- Deactivated stubs (only NPI and deactivation date) become ``status: "deactivated"`` documents
+  with ``entityType: null``. A row with both a deactivation and a later reactivation date is active.
+- Primary taxonomy: the first slot whose switch is "Y". When no slot says "Y", the first filled
+  slot is taken and ``primaryInferred`` is true; when several say "Y", the first wins and the
+  others keep ``primarySwitch: "Y"`` but ``primary: false``.
+- ``<UNAVAIL>`` placeholders become null; Other Organization Name ``<UNAVAIL>`` (type code 6) is
+  not an other name and is dropped.
+- Phones and faxes are kept apart: ``phone``/``fax`` in E.164 when valid, ``phoneRaw``/``faxRaw``
+  as published.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from datetime import date
+from functools import lru_cache
+from typing import Any
+
+import orjson
+
+from npistack.nppes.layout import IDENTIFIER_SLOTS, TAXONOMY_SLOTS, FileKind, canonical_columns
+from npistack.nppes.npi import npi_problem
+from npistack.nppes.taxonomy import Taxonomy, load_nucc
+from npistack.nppes.reader import parse_line
+from npistack.normalize.address import standardize_address
+from npistack.normalize.geo import zip_info
+from npistack.normalize.names import name_key, normalize_credentials
+from npistack.normalize.phone import normalize_phone
+
+UNAVAIL = "<UNAVAIL>"
+
+OTHER_NAME_TYPES = {
+    "1": "Former Name",
+    "2": "Professional Name",
+    "3": "Doing Business As",
+    "4": "Former Legal Business Name",
+    "5": "Other Name",
+}
+IDENTIFIER_TYPES = {
+    "01": "Other (non-Medicare)",
+    "02": "Medicare UPIN",
+    "04": "Medicare ID-Type Unspecified",
+    "05": "Medicaid",
+    "06": "Medicare OSCAR/Certification",
+    "07": "Medicare NSC",
+    "08": "Medicare PIN",
+}
+ENDPOINT_TYPES = {
+    "SOAP": "SOAP URL",
+    "CONNECT": "CONNECT URL",
+    "FHIR": "FHIR URL",
+    "DIRECT": "Direct Messaging Address",
+    "REST": "REST URL",
+    "WEB": "Website URL",
+    "OTHERS": "Other URL",
+}
+YES_NO = {"Y": True, "N": False}
+
+# Canonical npidata positions (checked against the shipped header at import).
+NPI, ENTITY, REPLACEMENT, EIN, ORG_NAME = 0, 1, 2, 3, 4
+LAST, FIRST, MIDDLE, PREFIX, SUFFIX, CREDENTIAL = 5, 6, 7, 8, 9, 10
+OTHER_ORG, OTHER_ORG_TYPE = 11, 12
+OTHER_LAST, OTHER_FIRST, OTHER_MIDDLE, OTHER_PREFIX, OTHER_SUFFIX, OTHER_CRED, OTHER_LAST_TYPE = range(13, 20)
+MAIL, PRACTICE = 20, 28  # line1, line2, city, state, postal, country, phone, fax
+ENUMERATED, UPDATED, DEACT_REASON, DEACTIVATED, REACTIVATED, SEX = 36, 37, 38, 39, 40, 41
+AO_LAST, AO_FIRST, AO_MIDDLE, AO_TITLE, AO_PHONE = 42, 43, 44, 45, 46
+TAXO, IDENT = 47, 107
+SOLE_PROP, SUBPART, PARENT_LBN, PARENT_TIN, AO_PREFIX, AO_SUFFIX, AO_CRED = range(307, 314)
+TAXO_GROUP, CERTIFIED = 314, 329
+NPIDATA_WIDTH = 330
+
+_cols = canonical_columns("npidata")
+assert len(_cols) == NPIDATA_WIDTH
+assert _cols[ENUMERATED] == "Provider Enumeration Date" and _cols[AO_PHONE].startswith("Authorized Official Tele")
+assert _cols[TAXO] == "Healthcare Provider Taxonomy Code_1" and _cols[IDENT] == "Other Provider Identifier_1"
+assert _cols[SOLE_PROP] == "Is Sole Proprietor" and _cols[TAXO_GROUP] == "Healthcare Provider Taxonomy Group_1"
+assert _cols[CERTIFIED] == "Certification Date"
+
+WIDTHS: dict[FileKind, int] = {k: len(canonical_columns(k)) for k in ("npidata", "pl", "othername", "endpoint")}
+
+CELL_DEGREES = 0.1  # geo cell size used by radius search
+
+
+class BadRow(ValueError):
+    """A row that cannot be used; its message is the quarantine reason."""
+
+
+def geo_cell(lat: float, lon: float) -> int:
+    """The integer id of the CELL_DEGREES grid cell holding a point."""
+    return int(math.floor((lat + 90.0) / CELL_DEGREES)) * 10000 + int(math.floor((lon + 180.0) / CELL_DEGREES))
+
+
+@dataclass
+class BlockResult:
+    """Everything one block of one data file turns into."""
+
+    kind: FileKind
+    rows_read: int = 0
+    # (npi, entity, status, updated, primary_code, practice_state, doc_json, line)
+    providers: list[tuple[Any, ...]] = field(default_factory=list)
+    names: list[tuple[Any, ...]] = field(default_factory=list)  # (npi, entity, name_type, key, first_key)
+    taxonomies: list[tuple[Any, ...]] = field(default_factory=list)  # (npi, slot, code, lic_key, lic_state, primary)
+    locations: list[tuple[Any, ...]] = field(default_factory=list)  # (npi, purpose, seq, city, state, zip5, cell, lat, lon)
+    extras: list[tuple[Any, ...]] = field(default_factory=list)  # (npi, kind, seq, doc)
+    quarantine: list[tuple[int, str, str]] = field(default_factory=list)  # (line, reason, raw)
+    # Rows refused after the block was transformed (duplicates of an earlier block), whose raw
+    # text is read back from the file at the end of the file: (line, reason).
+    deferred: list[tuple[int, str]] = field(default_factory=list)
+
+    @property
+    def rows_quarantined(self) -> int:
+        return len(self.quarantine) + len(self.deferred)
+
+    @property
+    def rows_loaded(self) -> int:
+        return self.rows_read - self.rows_quarantined
+
+
+@dataclass(frozen=True)
+class Context:
+    """What a transform needs besides the row: the release it belongs to and the code sets."""
+
+    load_id: int
+    release_date: str | None  # ISO date of the bundle
+    nucc_csv: str | None = None
+
+    @property
+    def taxonomies(self) -> dict[str, Taxonomy]:
+        return load_nucc(self.nucc_csv or None)
+
+
+# -- values ------------------------------------------------------------------------------------
+
+
+@lru_cache(maxsize=32768)
+def _iso_date(value: str) -> str:
+    if len(value) != 10 or value[2] != "/" or value[5] != "/":
+        raise ValueError(value)
+    return date(int(value[6:]), int(value[:2]), int(value[3:5])).isoformat()
+
+
+def iso_date(value: str, column: str) -> str | None:
+    """MM/DD/YYYY -> YYYY-MM-DD; '' -> None; anything else is a bad row."""
+    if not value:
+        return None
+    try:
+        return _iso_date(value)
+    except ValueError:
+        raise BadRow(f"impossible date {value!r} in {column!r}") from None
+
+
+def _s(value: str) -> str | None:
+    """A published text value: None for empty or <UNAVAIL>."""
+    if not value or value == UNAVAIL:
+        return None
+    return value
+
+
+def _address(f: list[str], at: int, purpose: str) -> dict[str, Any] | None:
+    line1, line2, city, state, postal, country, phone, fax = f[at : at + 8]
+    if not (line1 or city or postal):
+        return None
+    std = standardize_address(line1, line2, city, state, postal, country)
+    doc: dict[str, Any] = {
+        "purpose": purpose,
+        "line1": line1 or None,
+        "line2": line2 or None,
+        "city": city or None,
+        "state": state or None,
+        "postalCode": postal or None,
+        "countryCode": country or "US",
+        "phone": normalize_phone(phone) if phone else None,
+        "phoneRaw": phone or None,
+        "fax": normalize_phone(fax) if fax else None,
+        "faxRaw": fax or None,
+    }
+    _add_std_geo(doc, std)
+    return doc
+
+
+def _add_std_geo(doc: dict[str, Any], std: Any) -> None:
+    doc["standardized"] = {
+        "line1": std.line1,
+        "line2": std.line2 or None,
+        "city": std.city,
+        "state": std.state,
+        "zip5": std.zip5 or None,
+        "zip4": std.zip4 or None,
+    }
+    doc["zip5"] = std.zip5 or None
+    doc["zip4"] = std.zip4 or None
+    info = zip_info(std.zip5) if std.zip5 and std.country == "US" else None
+    if info:
+        doc["latitude"], doc["longitude"] = info.lat, info.lon
+        doc["county"], doc["timeZone"] = info.county, info.timezone
+    else:
+        doc["latitude"] = doc["longitude"] = doc["county"] = doc["timeZone"] = None
+
+
+def _location_row(npi: int, purpose: str, seq: int, addr: dict[str, Any]) -> tuple[Any, ...]:
+    lat, lon = addr["latitude"], addr["longitude"]
+    cell = geo_cell(lat, lon) if lat is not None else None
+    std = addr["standardized"]
+    return (npi, purpose, seq, name_key(std["city"] or ""), std["state"] or "", addr["zip5"] or "", cell, lat, lon)
+
+
+def license_key(value: str) -> str:
+    """License numbers compared without punctuation, spaces and leading zeros (upper case)."""
+    key = "".join(ch for ch in value.upper() if ch.isalnum())
+    return key.lstrip("0") or key
+
+
+def _taxonomies(f: list[str], nucc: dict[str, Taxonomy]) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+    out: list[dict[str, Any]] = []
+    codes = f[TAXO : TAXO + 4 * TAXONOMY_SLOTS : 4]
+    licenses = f[TAXO + 1 : TAXO + 4 * TAXONOMY_SLOTS : 4]
+    for slot in range(TAXONOMY_SLOTS):
+        if not (codes[slot] or licenses[slot]):
+            continue
+        at = TAXO + 4 * slot
+        code, lic, lic_state, switch = f[at], f[at + 1], f[at + 2], f[at + 3]
+        group = f[TAXO_GROUP + slot]
+        t = nucc.get(code.upper()) if code else None
+        group_code, _, group_text = group.partition(" ")
+        out.append(
+            {
+                "slot": slot + 1,
+                "code": code or None,
+                "known": t is not None,
+                "grouping": t.grouping if t else None,
+                "classification": t.classification if t else None,
+                "specialization": (t.specialization or None) if t else None,
+                "displayName": t.display_name if t else None,
+                "description": t.description if t else None,
+                "license": lic or None,
+                "licenseState": lic_state or None,
+                "primarySwitch": switch or None,
+                "primary": False,
+                "group": {"code": group_code, "description": " ".join(group_text.split()) or None}
+                if group
+                else None,
+            }
+        )
+    primary = next((t for t in out if t["primarySwitch"] == "Y"), None)
+    inferred = False
+    if primary is None:
+        primary = next((t for t in out if t["code"]), None)
+        inferred = primary is not None
+    if primary is not None:
+        primary["primary"] = True
+        primary["primaryInferred"] = inferred
+    return out, primary
+
+
+def _identifiers(f: list[str]) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    region = f[IDENT : IDENT + 4 * IDENTIFIER_SLOTS]
+    if not any(region):
+        return out
+    for slot in range(IDENTIFIER_SLOTS):
+        at = 4 * slot
+        ident, typ, state, issuer = region[at], region[at + 1], region[at + 2], region[at + 3]
+        if not (ident or typ):
+            continue
+        out.append(
+            {
+                "identifier": ident or None,
+                "typeCode": typ or None,
+                "type": IDENTIFIER_TYPES.get(typ, "Unknown"),
+                "state": state or None,
+                "issuer": issuer or None,
+            }
+        )
+    return out
+
+
+def _full_name(first: str, middle: str, last: str, suffix: str, credential: str) -> str:
+    name = " ".join(p for p in (first, middle, last, suffix) if p)
+    return f"{name}, {credential}" if credential else name
+
+
+# -- npidata -----------------------------------------------------------------------------------
+
+
+def transform_provider(f: list[str], line: int, ctx: Context, out: BlockResult) -> None:
+    """One canonical npidata row -> provider document and index rows (raises BadRow)."""
+    npi_s = f[NPI]
+    problem = npi_problem(npi_s)
+    if problem:
+        raise BadRow(problem)
+    npi = int(npi_s)
+    entity = f[ENTITY]
+    deactivated = iso_date(f[DEACTIVATED], "NPI Deactivation Date")
+    reactivated = iso_date(f[REACTIVATED], "NPI Reactivation Date")
+    release = {"date": ctx.release_date, "loadId": ctx.load_id, "line": line}
+
+    if not entity:
+        if not deactivated:
+            raise BadRow("Entity Type Code is blank and the row is not a deactivated NPI")
+        doc = {
+            "npi": npi_s,
+            "entityType": None,
+            "status": "deactivated",
+            "deactivationDate": deactivated,
+            "deactivationReasonCode": f[DEACT_REASON] or None,
+            "reactivationDate": None,
+            "replacementNpi": f[REPLACEMENT] or None,
+            "release": release,
+            "source": {"name": "NPPES", "version": "2.1"},
+        }
+        out.providers.append((npi, None, "deactivated", None, None, None, orjson.dumps(doc).decode(), line))
+        return
+    if entity not in ("1", "2"):
+        raise BadRow(f"Entity Type Code {entity!r} is not 1 or 2")
+    etype = int(entity)
+    enumerated = iso_date(f[ENUMERATED], "Provider Enumeration Date")
+    updated = iso_date(f[UPDATED], "Last Update Date")
+    certified = iso_date(f[CERTIFIED], "Certification Date")
+    status = "deactivated" if deactivated and (not reactivated or reactivated < deactivated) else "active"
+    replacement = f[REPLACEMENT]
+    if replacement and npi_problem(replacement):
+        raise BadRow(f"Replacement NPI: {npi_problem(replacement)}")
+
+    taxonomies, primary = _taxonomies(f, ctx.taxonomies)
+    mailing = _address(f, MAIL, "mailing")
+    practice = _address(f, PRACTICE, "primary")
+    other_names: list[dict[str, Any]] = []
+    names = out.names
+
+    if etype == 1:
+        first, middle, last = f[FIRST], f[MIDDLE], f[LAST]
+        name = {
+            "full": _full_name(first, middle, last, f[SUFFIX], f[CREDENTIAL]),
+            "first": first or None,
+            "middle": middle or None,
+            "last": last or None,
+            "prefix": f[PREFIX] or None,
+            "suffix": f[SUFFIX] or None,
+            "credential": f[CREDENTIAL] or None,
+            "credentials": list(normalize_credentials(f[CREDENTIAL])),
+        }
+        names.append((npi, 1, "legal", name_key(last), name_key(first)))
+        if f[OTHER_LAST] or f[OTHER_FIRST]:
+            code = f[OTHER_LAST_TYPE]
+            other_names.append(
+                {
+                    "typeCode": code or None,
+                    "type": OTHER_NAME_TYPES.get(code, "Other Name"),
+                    "first": f[OTHER_FIRST] or None,
+                    "middle": f[OTHER_MIDDLE] or None,
+                    "last": f[OTHER_LAST] or None,
+                    "prefix": f[OTHER_PREFIX] or None,
+                    "suffix": f[OTHER_SUFFIX] or None,
+                    "credential": f[OTHER_CRED] or None,
+                }
+            )
+            names.append((npi, 1, "other", name_key(f[OTHER_LAST] or last), name_key(f[OTHER_FIRST] or first)))
+        organization_name = None
+    else:
+        lbn = _s(f[ORG_NAME])
+        name = {
+            "full": lbn,
+            "first": None,
+            "middle": None,
+            "last": None,
+            "prefix": None,
+            "suffix": None,
+            "credential": None,
+            "credentials": [],
+        }
+        organization_name = lbn
+        if lbn:
+            names.append((npi, 2, "legal", name_key(lbn), ""))
+        other = _s(f[OTHER_ORG])
+        if other:
+            code = f[OTHER_ORG_TYPE]
+            other_names.append(
+                {"typeCode": code or None, "type": OTHER_NAME_TYPES.get(code, "Other Name"), "organizationName": other}
+            )
+            names.append((npi, 2, "other", name_key(other), ""))
+
+    ao = None
+    if f[AO_LAST] or f[AO_FIRST]:
+        ao = {
+            "prefix": f[AO_PREFIX] or None,
+            "first": f[AO_FIRST] or None,
+            "middle": f[AO_MIDDLE] or None,
+            "last": f[AO_LAST] or None,
+            "suffix": f[AO_SUFFIX] or None,
+            "credential": f[AO_CRED] or None,
+            "title": f[AO_TITLE] or None,
+            "phone": normalize_phone(f[AO_PHONE]) if f[AO_PHONE] else None,
+            "phoneRaw": f[AO_PHONE] or None,
+        }
+        names.append((npi, etype, "ao", name_key(f[AO_LAST]), name_key(f[AO_FIRST])))
+
+    for t in taxonomies:
+        if t["code"] or t["license"]:
+            out.taxonomies.append(
+                (npi, t["slot"], t["code"] or "", license_key(t["license"] or ""), t["licenseState"] or "",
+                 1 if t["primary"] else 0)
+            )
+    if mailing:
+        out.locations.append(_location_row(npi, "mailing", 0, mailing))
+    if practice:
+        out.locations.append(_location_row(npi, "primary", 1, practice))
+
+    doc: dict[str, Any] = {
+        "npi": npi_s,
+        "entityType": f"NPI-{etype}",
+        "status": status,
+        "deactivationDate": deactivated,
+        "deactivationReasonCode": f[DEACT_REASON] or None,
+        "reactivationDate": reactivated,
+        "replacementNpi": replacement or None,
+        "name": name,
+        "organizationName": organization_name,
+        "otherNames": other_names,
+        "ein": _s(f[EIN]),
+        "authorizedOfficial": ao,
+        "organizationSubpart": YES_NO.get(f[SUBPART]),
+        "parentOrganization": {"name": f[PARENT_LBN] or None, "tin": _s(f[PARENT_TIN])}
+        if (f[PARENT_LBN] or _s(f[PARENT_TIN]))
+        else None,
+        "sex": f[SEX] or None,
+        "soleProprietor": YES_NO.get(f[SOLE_PROP]),
+        "primaryTaxonomy": {
+            "code": primary["code"],
+            "description": primary["displayName"] or primary["description"],
+            "state": primary["licenseState"],
+            "license": primary["license"],
+        }
+        if primary
+        else None,
+        "taxonomies": taxonomies,
+        "identifiers": _identifiers(f),
+        "mailingAddress": mailing,
+        "practiceLocation": practice,
+        "practiceLocations": [practice] if practice else [],
+        "endpoints": [],
+        "enumerationDate": enumerated,
+        "lastUpdated": updated,
+        "certificationDate": certified,
+        "release": release,
+        "source": {"name": "NPPES", "version": "2.1"},
+    }
+    out.providers.append(
+        (npi, etype, status, updated, primary["code"] if primary else None,
+         (practice["standardized"]["state"] or None) if practice else None, orjson.dumps(doc).decode(), line)
+    )
+
+
+# -- child files -------------------------------------------------------------------------------
+
+
+def _child_npi(f: list[str]) -> int:
+    problem = npi_problem(f[0])
+    if problem:
+        raise BadRow(problem)
+    return int(f[0])
+
+
+def transform_location(f: list[str], line: int, ctx: Context, out: BlockResult) -> None:
+    """One pl_pfile row: a secondary practice location."""
+    npi = _child_npi(f)
+    line1, line2, city, state, postal, country, phone, ext, fax = f[1:10]
+    std = standardize_address(line1, line2, city, state, postal, country)
+    doc: dict[str, Any] = {
+        "purpose": "secondary",
+        "line1": line1 or None,
+        "line2": line2 or None,
+        "city": city or None,
+        "state": state or None,
+        "postalCode": postal or None,
+        "countryCode": country or "US",
+        "phone": normalize_phone(phone) if phone else None,
+        "phoneRaw": phone or None,
+        "phoneExtension": ext or None,
+        "fax": normalize_phone(fax) if fax else None,
+        "faxRaw": fax or None,
+    }
+    _add_std_geo(doc, std)
+    out.extras.append((npi, "location", line, orjson.dumps(doc).decode()))
+    out.locations.append(_location_row(npi, "secondary", line, doc))
+
+
+def transform_other_name(f: list[str], line: int, ctx: Context, out: BlockResult) -> None:
+    """One othername_pfile row: another name of an organization."""
+    npi = _child_npi(f)
+    name, code = f[1], f[2]
+    if not _s(name):
+        raise BadRow("Provider Other Organization Name is blank")
+    doc = {"typeCode": code or None, "type": OTHER_NAME_TYPES.get(code, "Other Name"), "organizationName": name}
+    if len(f) > 3 and f[3]:
+        doc["createdDate"] = iso_date(f[3], "Created Date")
+    out.extras.append((npi, "other_name", line, orjson.dumps(doc).decode()))
+    out.names.append((npi, 2, "other", name_key(name), ""))
+
+
+def transform_endpoint(f: list[str], line: int, ctx: Context, out: BlockResult) -> None:
+    """One endpoint_pfile row: an electronic endpoint (Direct address, FHIR URL, ...)."""
+    npi = _child_npi(f)
+    (etype, etype_desc, endpoint, affiliation, desc, aff_lbn, use, use_desc, use_other, ctype, cdesc,
+     cother, a1, a2, city, state, country, postal) = f[1:19]
+    if not endpoint:
+        raise BadRow("Endpoint is blank")
+    doc = {
+        "endpointType": etype or None,
+        "endpointTypeDescription": etype_desc or ENDPOINT_TYPES.get(etype.upper()) or None,
+        "endpoint": endpoint,
+        "endpointDescription": desc or None,
+        "affiliation": YES_NO.get(affiliation),
+        "affiliationName": aff_lbn or None,
+        "use": use or None,
+        "useDescription": use_desc or None,
+        "useOtherDescription": use_other or None,
+        "contentType": ctype or None,
+        "contentTypeDescription": cdesc or None,
+        "contentOtherDescription": cother or None,
+        "address": {
+            "line1": a1 or None,
+            "line2": a2 or None,
+            "city": city or None,
+            "state": state or None,
+            "countryCode": country or None,
+            "postalCode": postal or None,
+        }
+        if (a1 or city or postal)
+        else None,
+    }
+    out.extras.append((npi, "endpoint", line, orjson.dumps(doc).decode()))
+
+
+TRANSFORMS = {
+    "npidata": transform_provider,
+    "pl": transform_location,
+    "othername": transform_other_name,
+    "endpoint": transform_endpoint,
+}
+
+
+def transform_block(
+    kind: FileKind, layout_remap: Any, width: int, start_line: int, text: str, ctx: Context
+) -> BlockResult:
+    """Parse and transform one decoded block; every line ends up loaded or quarantined."""
+    from npistack.nppes.reader import split_lines
+
+    out = BlockResult(kind)
+    fn = TRANSFORMS[kind]
+    canonical_width = WIDTHS[kind]
+    seen: set[int] = set()
+    line = start_line - 1
+    for raw in split_lines(text):
+        line += 1
+        out.rows_read += 1
+        fields = parse_line(raw)
+        if fields is None:
+            out.quarantine.append((line, "malformed CSV quoting", raw))
+            continue
+        if len(fields) != width:
+            if not raw.strip():
+                out.quarantine.append((line, "empty line", raw))
+            else:
+                out.quarantine.append((line, f"has {len(fields)} columns, expected {width}", raw))
+            continue
+        if layout_remap is not None:
+            fields = layout_remap(fields)
+        if len(fields) < canonical_width:  # pragma: no cover - guarded by layout detection
+            out.quarantine.append((line, "layout mismatch", raw))
+            continue
+        if kind == "npidata":
+            npi = fields[0]
+            if npi.isdigit() and len(npi) == 10:
+                n = int(npi)
+                if n in seen:
+                    out.quarantine.append((line, f"duplicate NPI {npi} (an earlier row of this file has it)", raw))
+                    continue
+        marks = _marks(out)
+        try:
+            fn(fields, line, ctx, out)
+        except BadRow as e:
+            _rollback(out, marks)
+            out.quarantine.append((line, str(e), raw))
+            continue
+        except Exception as e:  # a bug must not lose the row either
+            _rollback(out, marks)
+            out.quarantine.append((line, f"could not transform: {type(e).__name__}: {e}", raw))
+            continue
+        if kind == "npidata":
+            seen.add(int(fields[0]))
+    return out
+
+
+def _marks(out: BlockResult) -> tuple[int, int, int, int, int]:
+    return (len(out.providers), len(out.names), len(out.taxonomies), len(out.locations), len(out.extras))
+
+
+def _rollback(out: BlockResult, marks: tuple[int, int, int, int, int]) -> None:
+    """Drop partial output of a row that failed half-way."""
+    del out.providers[marks[0] :]
+    del out.names[marks[1] :]
+    del out.taxonomies[marks[2] :]
+    del out.locations[marks[3] :]
+    del out.extras[marks[4] :]

@@ -1,0 +1,1 @@
+"""Normalization shared by ingest, matching and verification: addresses, phones, ZIP geodata, names."""

@@ -1,0 +1,544 @@
+"""The store contract and the SQL both backends share.
+
+Two kinds of tables live in a store:
+
+- **data tables** (``providers``, ``provider_docs``, ``provider_names``, ``provider_taxonomies``,
+  ``provider_locations``, ``provider_extras``): the NPPES data. A full load writes them as
+  ``stage_*`` tables, builds their indexes, then swaps them in with one transaction, so readers see
+  the old data until the commit and a killed load leaves the old data untouched.
+- **app tables** (``loads``, ``quarantine``, ``meta``; later keys, usage, webhooks): npistack's own
+  state. No data load ever drops or rewrites them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from npistack.errors import LoadError, StoreError
+from npistack.ingest.transform import CELL_DEGREES, BlockResult, geo_cell
+from npistack.normalize.geo import bounding_box, haversine_miles
+
+SCHEMA_VERSION = 1
+
+DATA_TABLES: dict[str, tuple[str, ...]] = {
+    "providers": ("npi", "entity_type", "status", "last_updated", "primary_taxonomy", "practice_state"),
+    "provider_docs": ("npi", "doc"),
+    "provider_names": ("npi", "entity_type", "name_type", "name_key", "first_key"),
+    "provider_taxonomies": ("npi", "slot", "code", "license_key", "license_state", "is_primary"),
+    "provider_locations": ("npi", "purpose", "seq", "city_key", "state", "zip5", "cell", "lat", "lon"),
+    "provider_extras": ("npi", "kind", "seq", "doc"),
+}
+
+# Secondary indexes built on the staging tables at the end of a load ({p} = index name prefix).
+DATA_INDEXES: tuple[tuple[str, str, str], ...] = (
+    ("names_key", "provider_names", "name_key, first_key"),
+    ("names_npi", "provider_names", "npi"),
+    ("taxo_code", "provider_taxonomies", "code"),
+    ("taxo_license", "provider_taxonomies", "license_key, license_state"),
+    ("taxo_npi", "provider_taxonomies", "npi"),
+    ("loc_city", "provider_locations", "state, city_key"),
+    ("loc_zip", "provider_locations", "zip5"),
+    ("loc_cell", "provider_locations", "cell"),
+    ("loc_npi", "provider_locations", "npi"),
+    ("extras_npi", "provider_extras", "npi, kind, seq"),
+)
+
+
+@dataclass
+class LoadRecord:
+    id: int
+    kind: str
+    status: str  # running, succeeded, failed, unchanged
+    source: str
+    release_date: str | None
+    checksum: str
+    started_at: str
+    finished_at: str | None
+    rows_read: int
+    rows_loaded: int
+    rows_quarantined: int
+    files: list[dict[str, Any]]
+    timings: dict[str, float]
+    message: str | None
+    is_current: bool
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def utcnow() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def prefix_range(prefix: str) -> tuple[str, str]:
+    """[lo, hi) bounds of keys starting with ``prefix`` (keys are ASCII)."""
+    return prefix, prefix[:-1] + chr(ord(prefix[-1]) + 1)
+
+
+class SqlStore(ABC):
+    """SQL shared by the SQLite and PostgreSQL stores. Placeholders are written as ``?``."""
+
+    url: str
+    dialect: str
+
+    # -- driver specifics ----------------------------------------------------------------------
+    @abstractmethod
+    def _exec(self, sql: str, params: Sequence[Any] = ()) -> Any: ...
+
+    @abstractmethod
+    def _query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]: ...
+
+    @abstractmethod
+    def _bulk_insert(self, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None: ...
+
+    @abstractmethod
+    def _begin(self) -> None: ...
+
+    @abstractmethod
+    def _commit(self) -> None: ...
+
+    @abstractmethod
+    def _rollback(self) -> None: ...
+
+    @abstractmethod
+    def _data_ddl(self, prefix: str) -> list[str]: ...
+
+    @abstractmethod
+    def _app_ddl(self) -> list[str]: ...
+
+    @abstractmethod
+    def _table_exists(self, name: str) -> bool: ...
+
+    @abstractmethod
+    def _acquire_load_lock(self, load_id: int) -> None: ...
+
+    @abstractmethod
+    def _release_load_lock(self) -> None: ...
+
+    @abstractmethod
+    def _other_load_alive(self, owner: str) -> bool: ...
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+    def _insert_returning_id(self, sql: str, params: Sequence[Any]) -> int:
+        return int(self._query(sql + " RETURNING id", params)[0][0])
+
+    def _after_swap(self) -> None:
+        """Hook for backend housekeeping after a swap (statistics, checkpoints)."""
+
+    # -- schema --------------------------------------------------------------------------------
+    def ensure_schema(self) -> None:
+        self._begin()
+        try:
+            for stmt in self._app_ddl():
+                self._exec(stmt)
+            if not self._table_exists("providers"):
+                for stmt in self._data_ddl(""):
+                    self._exec(stmt)
+            if not self._query("SELECT value FROM meta WHERE key = 'schema_version'"):
+                self._exec("INSERT INTO meta (key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+            self._commit()
+        except BaseException:
+            self._rollback()
+            raise
+
+    # -- loads ---------------------------------------------------------------------------------
+    def begin_load(
+        self, *, source: str, kind: str, release_date: str | None, checksum: str, files: list[dict[str, Any]]
+    ) -> int:
+        """Record a new load, clear debris of interrupted ones, and create empty staging tables."""
+        for rec in self.loads(status="running"):
+            owner = (rec.timings or {}).get("owner", "")
+            if self._other_load_alive(str(owner)):
+                raise LoadError(f"another load (#{rec.id}, {owner}) is running on this store; wait for it")
+            self._exec(
+                "UPDATE loads SET status = 'failed', finished_at = ?, message = ? WHERE id = ?",
+                (utcnow(), "interrupted (the loading process stopped before finishing)", rec.id),
+            )
+        owner = f"{socket.gethostname()}:{os.getpid()}"
+        load_id = self._insert_returning_id(
+            "INSERT INTO loads (kind, status, source, release_date, checksum, started_at, files, timings,"
+            " rows_read, rows_loaded, rows_quarantined, is_current) VALUES (?, 'running', ?, ?, ?, ?, ?, ?, 0, 0, 0, 0)",
+            (kind, source, release_date, checksum, utcnow(), json.dumps(files), json.dumps({"owner": owner})),
+        )
+        self._acquire_load_lock(load_id)
+        self._begin()
+        try:
+            for table in DATA_TABLES:
+                self._exec(f"DROP TABLE IF EXISTS stage_{table}")
+            for stmt in self._data_ddl("stage_"):
+                self._exec(stmt)
+            self._commit()
+        except BaseException:
+            self._rollback()
+            raise
+        return load_id
+
+    def write_block(self, load_id: int, file_name: str, result: BlockResult) -> BlockResult:
+        """Append one transformed block to the staging tables, and its quarantined lines.
+
+        NPIs already loaded from an earlier block are quarantined here as duplicates (the first
+        occurrence wins). Returns the block as written.
+        """
+        if result.providers:
+            npis = [p[0] for p in result.providers]
+            dups = self._existing_stage_npis(npis)
+            if dups:
+                result = _drop_duplicates(result, dups)
+        self._begin()
+        try:
+            if result.providers:
+                self._bulk_insert("stage_providers", DATA_TABLES["providers"], (p[:6] for p in result.providers))
+                self._bulk_insert("stage_provider_docs", DATA_TABLES["provider_docs"],
+                                  ((p[0], p[6]) for p in result.providers))
+            for table, rows in (
+                ("provider_names", result.names),
+                ("provider_taxonomies", result.taxonomies),
+                ("provider_locations", result.locations),
+                ("provider_extras", result.extras),
+            ):
+                if rows:
+                    self._bulk_insert(f"stage_{table}", DATA_TABLES[table], rows)
+            if result.quarantine:
+                self._bulk_insert(
+                    "quarantine",
+                    ("load_id", "file", "line", "reason", "raw"),
+                    ((load_id, file_name, ln, reason, raw) for ln, reason, raw in result.quarantine),
+                )
+            self._exec(
+                "UPDATE loads SET rows_read = rows_read + ?, rows_loaded = rows_loaded + ?,"
+                " rows_quarantined = rows_quarantined + ? WHERE id = ?",
+                (result.rows_read, result.rows_loaded, result.rows_quarantined, load_id),
+            )
+            self._commit()
+        except BaseException:
+            self._rollback()
+            raise
+        return result
+
+    def _existing_stage_npis(self, npis: list[int]) -> set[int]:
+        found: set[int] = set()
+        for i in range(0, len(npis), 900):
+            chunk = npis[i : i + 900]
+            marks = ",".join("?" * len(chunk))
+            found.update(r[0] for r in self._query(f"SELECT npi FROM stage_providers WHERE npi IN ({marks})", chunk))
+        return found
+
+    def finish_load(self, load_id: int, files: list[dict[str, Any]], timings: dict[str, float]) -> None:
+        """Index the staging tables and swap them in, atomically; mark the load current."""
+        t0 = time.perf_counter()
+        prefix = f"ix{load_id}_"
+        self._begin()
+        try:
+            for name, table, cols in DATA_INDEXES:
+                self._exec(f"CREATE INDEX {prefix}{name} ON stage_{table} ({cols})")
+            self._commit()
+        except BaseException:
+            self._rollback()
+            raise
+        timings = dict(timings, index_s=round(time.perf_counter() - t0, 3))
+        t1 = time.perf_counter()
+        self._begin()
+        try:
+            for table in DATA_TABLES:
+                self._exec(f"DROP TABLE IF EXISTS {table}")
+                self._exec(f"ALTER TABLE stage_{table} RENAME TO {table}")
+            self._exec("UPDATE loads SET is_current = 0 WHERE is_current = 1")
+            timings["swap_s"] = round(time.perf_counter() - t1, 3)
+            self._exec(
+                "UPDATE loads SET status = 'succeeded', finished_at = ?, is_current = 1, files = ?, timings = ?"
+                " WHERE id = ?",
+                (utcnow(), json.dumps(files), json.dumps(timings), load_id),
+            )
+            self._commit()
+        except BaseException:
+            self._rollback()
+            raise
+        finally:
+            self._release_load_lock()
+        self._after_swap()
+
+    def fail_load(self, load_id: int, message: str, files: list[dict[str, Any]] | None = None) -> None:
+        """Mark a load failed and drop its staging tables; the live data is untouched."""
+        try:
+            self._rollback()
+        except Exception:  # noqa: BLE001 - nothing to roll back
+            pass
+        self._begin()
+        try:
+            for table in DATA_TABLES:
+                self._exec(f"DROP TABLE IF EXISTS stage_{table}")
+            params: tuple[Any, ...] = (utcnow(), message[:2000], load_id)
+            sql = "UPDATE loads SET status = 'failed', finished_at = ?, message = ? WHERE id = ?"
+            if files is not None:
+                sql = "UPDATE loads SET status = 'failed', finished_at = ?, message = ?, files = ? WHERE id = ?"
+                params = (utcnow(), message[:2000], json.dumps(files), load_id)
+            self._exec(sql, params)
+            self._commit()
+        except BaseException:
+            self._rollback()
+            raise
+        finally:
+            self._release_load_lock()
+
+    def record_unchanged(self, *, source: str, kind: str, release_date: str | None, checksum: str,
+                         same_as: int) -> int:
+        """Record a load that was skipped because the same content is already current."""
+        now = utcnow()
+        return self._insert_returning_id(
+            "INSERT INTO loads (kind, status, source, release_date, checksum, started_at, finished_at, files,"
+            " timings, rows_read, rows_loaded, rows_quarantined, is_current, message)"
+            " VALUES (?, 'unchanged', ?, ?, ?, ?, ?, '[]', '{}', 0, 0, 0, 0, ?)",
+            (kind, source, release_date, checksum, now, now, f"same content as load #{same_as}; nothing changed"),
+        )
+
+    _LOAD_COLS = (
+        "id, kind, status, source, release_date, checksum, started_at, finished_at, rows_read, rows_loaded,"
+        " rows_quarantined, files, timings, message, is_current"
+    )
+
+    def _load_from_row(self, r: tuple[Any, ...]) -> LoadRecord:
+        return LoadRecord(
+            id=r[0], kind=r[1], status=r[2], source=r[3], release_date=r[4], checksum=r[5],
+            started_at=str(r[6]), finished_at=str(r[7]) if r[7] else None, rows_read=r[8], rows_loaded=r[9],
+            rows_quarantined=r[10], files=json.loads(r[11] or "[]"), timings=json.loads(r[12] or "{}"),
+            message=r[13], is_current=bool(r[14]),
+        )
+
+    def loads(self, limit: int = 20, status: str | None = None) -> list[LoadRecord]:
+        """Most recent loads first."""
+        where, params = ("WHERE status = ?", [status]) if status else ("", [])
+        rows = self._query(f"SELECT {self._LOAD_COLS} FROM loads {where} ORDER BY id DESC LIMIT ?", [*params, limit])
+        return [self._load_from_row(r) for r in rows]
+
+    def get_load(self, load_id: int) -> LoadRecord | None:
+        rows = self._query(f"SELECT {self._LOAD_COLS} FROM loads WHERE id = ?", (load_id,))
+        return self._load_from_row(rows[0]) if rows else None
+
+    def current_load(self) -> LoadRecord | None:
+        rows = self._query(f"SELECT {self._LOAD_COLS} FROM loads WHERE is_current = 1 ORDER BY id DESC LIMIT 1")
+        return self._load_from_row(rows[0]) if rows else None
+
+    def add_quarantine(self, load_id: int, file_name: str, rows: list[tuple[int, str, str]]) -> None:
+        """Quarantine rows whose raw text was read back after the fact (counters already include them)."""
+        self._begin()
+        try:
+            self._bulk_insert(
+                "quarantine",
+                ("load_id", "file", "line", "reason", "raw"),
+                ((load_id, file_name, ln, reason, raw) for ln, reason, raw in rows),
+            )
+            self._commit()
+        except BaseException:
+            self._rollback()
+            raise
+
+    def quarantined(self, load_id: int, limit: int = 100, offset: int = 0) -> list[dict[str, Any]]:
+        rows = self._query(
+            "SELECT file, line, reason, raw FROM quarantine WHERE load_id = ? ORDER BY file, line LIMIT ? OFFSET ?",
+            (load_id, limit, offset),
+        )
+        return [{"file": r[0], "line": r[1], "reason": r[2], "raw": r[3]} for r in rows]
+
+    # -- reads ---------------------------------------------------------------------------------
+    def get_provider(self, npi: str | int) -> dict[str, Any] | None:
+        """The full provider document, with secondary locations, other names and endpoints."""
+        docs = self.get_providers([npi])
+        return docs[0] if docs else None
+
+    def get_providers(self, npis: Sequence[str | int]) -> list[dict[str, Any]]:
+        """Documents for the NPIs that exist, in the order asked (duplicates collapsed)."""
+        keys: list[int] = []
+        for n in npis:
+            try:
+                k = int(n)
+            except (TypeError, ValueError):
+                continue
+            if k not in keys:
+                keys.append(k)
+        if not keys:
+            return []
+        marks = ",".join("?" * len(keys))
+        docs = {r[0]: orjson.loads(r[1]) for r in self._query(
+            f"SELECT npi, doc FROM provider_docs WHERE npi IN ({marks})", keys)}
+        if not docs:
+            return []
+        extras = self._query(
+            f"SELECT npi, kind, doc FROM provider_extras WHERE npi IN ({marks}) ORDER BY npi, kind, seq", keys
+        )
+        for npi, kind, raw in extras:
+            doc = docs.get(npi)
+            if doc is None or doc.get("entityType") is None:
+                continue
+            item = orjson.loads(raw)
+            if kind == "location":
+                doc["practiceLocations"].append(item)
+            elif kind == "endpoint":
+                doc["endpoints"].append(item)
+            elif kind == "other_name":
+                seen = {(o.get("organizationName"), o.get("typeCode")) for o in doc["otherNames"]}
+                if (item.get("organizationName"), item.get("typeCode")) not in seen:
+                    doc["otherNames"].append(item)
+        return [docs[k] for k in keys if k in docs]
+
+    def count_providers(self) -> int:
+        return int(self._query("SELECT count(*) FROM providers")[0][0])
+
+    def find_by_license(self, license_number: str, state: str | None = None, limit: int = 50) -> list[str]:
+        from npistack.ingest.transform import license_key
+
+        key = license_key(license_number)
+        if state:
+            rows = self._query(
+                "SELECT DISTINCT npi FROM provider_taxonomies WHERE license_key = ? AND license_state = ?"
+                " ORDER BY npi LIMIT ?",
+                (key, state.upper(), limit),
+            )
+        else:
+            rows = self._query(
+                "SELECT DISTINCT npi FROM provider_taxonomies WHERE license_key = ? ORDER BY npi LIMIT ?", (key, limit)
+            )
+        return [str(r[0]) for r in rows]
+
+    def find_by_name(
+        self,
+        name_prefix: str,
+        first_prefix: str | None = None,
+        *,
+        entity_type: int | None = None,
+        name_types: Sequence[str] = ("legal", "other"),
+        limit: int = 50,
+    ) -> list[str]:
+        """NPIs whose last/organization name (legal or other) starts with ``name_prefix``, case-insensitive."""
+        from npistack.normalize.names import name_key
+
+        key = name_key(name_prefix)
+        if not key:
+            return []
+        lo, hi = prefix_range(key)
+        sql = "SELECT npi FROM provider_names WHERE name_key >= ? AND name_key < ?"
+        params: list[Any] = [lo, hi]
+        if first_prefix and name_key(first_prefix):
+            flo, fhi = prefix_range(name_key(first_prefix))
+            sql += " AND first_key >= ? AND first_key < ?"
+            params += [flo, fhi]
+        if entity_type:
+            sql += " AND entity_type = ?"
+            params.append(entity_type)
+        sql += f" AND name_type IN ({','.join('?' * len(name_types))})"
+        params += list(name_types)
+        sql = f"SELECT DISTINCT npi FROM ({sql}) AS m ORDER BY npi LIMIT ?"
+        params.append(limit)
+        return [str(r[0]) for r in self._query(sql, params)]
+
+    def find_by_taxonomy(self, code: str, *, primary_only: bool = False, limit: int = 50) -> list[str]:
+        sql = "SELECT DISTINCT npi FROM provider_taxonomies WHERE code = ?"
+        if primary_only:
+            sql += " AND is_primary = 1"
+        return [str(r[0]) for r in self._query(sql + " ORDER BY npi LIMIT ?", (code.upper(), limit))]
+
+    def find_by_location(
+        self, *, city: str | None = None, state: str | None = None, zip5: str | None = None, limit: int = 50
+    ) -> list[str]:
+        """NPIs with any address (mailing, primary or secondary) in the city/state/ZIP given."""
+        from npistack.normalize.names import name_key
+
+        clauses, params = [], []
+        if zip5:
+            clauses.append("zip5 = ?")
+            params.append(zip5[:5])
+        if state:
+            clauses.append("state = ?")
+            params.append(state.upper())
+        if city:
+            clauses.append("city_key = ?")
+            params.append(name_key(city))
+        if not clauses:
+            raise StoreError("find_by_location needs a city, state or ZIP")
+        sql = f"SELECT DISTINCT npi FROM provider_locations WHERE {' AND '.join(clauses)} ORDER BY npi LIMIT ?"
+        return [str(r[0]) for r in self._query(sql, [*params, limit])]
+
+    def find_near(self, lat: float, lon: float, miles: float, *, limit: int = 50) -> list[tuple[str, float]]:
+        """(npi, miles) of providers with a practice location within ``miles``, nearest first."""
+        min_lat, max_lat, min_lon, max_lon = bounding_box(lat, lon, miles)
+        cells = _cells_in_box(min_lat, max_lat, min_lon, max_lon)
+        best: dict[int, float] = {}
+        for i in range(0, len(cells), 500):
+            chunk = cells[i : i + 500]
+            rows = self._query(
+                f"SELECT npi, lat, lon FROM provider_locations WHERE cell IN ({','.join('?' * len(chunk))})"
+                " AND purpose <> 'mailing' AND lat BETWEEN ? AND ? AND lon BETWEEN ? AND ?",
+                [*chunk, min_lat, max_lat, min_lon, max_lon],
+            )
+            for npi, plat, plon in rows:
+                d = haversine_miles(lat, lon, plat, plon)
+                if d <= miles and d < best.get(npi, float("inf")):
+                    best[npi] = d
+        ranked = sorted(best.items(), key=lambda kv: (kv[1], kv[0]))[:limit]
+        return [(str(n), round(d, 3)) for n, d in ranked]
+
+    def stats(self, top: int = 10) -> dict[str, Any]:
+        by_type = self._query(
+            "SELECT entity_type, status, count(*) FROM providers GROUP BY entity_type, status ORDER BY 1, 2"
+        )
+        specialties = self._query(
+            "SELECT primary_taxonomy, count(*) AS n FROM providers WHERE primary_taxonomy IS NOT NULL"
+            " GROUP BY primary_taxonomy ORDER BY n DESC, primary_taxonomy LIMIT ?",
+            (top,),
+        )
+        states = self._query(
+            "SELECT practice_state, count(*) AS n FROM providers WHERE practice_state IS NOT NULL"
+            " AND practice_state <> '' GROUP BY practice_state ORDER BY n DESC, practice_state LIMIT ?",
+            (top,),
+        )
+        counts = {
+            table: int(self._query(f"SELECT count(*) FROM {table}")[0][0])
+            for table in ("provider_names", "provider_taxonomies", "provider_locations", "provider_extras")
+        }
+        return {
+            "by_type": [{"entity_type": r[0], "status": r[1], "count": r[2]} for r in by_type],
+            "top_specialties": [{"code": r[0], "count": r[1]} for r in specialties],
+            "top_states": [{"state": r[0], "count": r[1]} for r in states],
+            "rows": counts,
+        }
+
+
+def _cells_in_box(min_lat: float, max_lat: float, min_lon: float, max_lon: float) -> list[int]:
+    cells = []
+    lat = min_lat
+    lat_steps = int((max_lat - min_lat) / CELL_DEGREES) + 2
+    lon_steps = int((max_lon - min_lon) / CELL_DEGREES) + 2
+    for i in range(lat_steps):
+        la = min(min_lat + i * CELL_DEGREES, max_lat)
+        for j in range(lon_steps):
+            lo = min(min_lon + j * CELL_DEGREES, max_lon)
+            cells.append(geo_cell(la, lo))
+    del lat
+    return sorted(set(cells))
+
+
+def _drop_duplicates(result: BlockResult, dups: set[int]) -> BlockResult:
+    """Move rows whose NPI was loaded by an earlier block to quarantine (first occurrence wins)."""
+    kept = BlockResult(result.kind, rows_read=result.rows_read, quarantine=list(result.quarantine),
+                       deferred=list(result.deferred))
+    for p in result.providers:
+        if p[0] in dups:
+            kept.deferred.append((p[7], f"duplicate NPI {p[0]:010d} (an earlier row of this file has it)"))
+        else:
+            kept.providers.append(p)
+    kept.names = [r for r in result.names if r[0] not in dups]
+    kept.taxonomies = [r for r in result.taxonomies if r[0] not in dups]
+    kept.locations = [r for r in result.locations if r[0] not in dups]
+    kept.extras = [r for r in result.extras if r[0] not in dups]
+    return kept

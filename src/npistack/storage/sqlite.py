@@ -1,0 +1,140 @@
+"""The embedded SQLite store: one file, WAL mode (readers never block on the loader)."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from npistack.errors import StoreError
+from npistack.storage.base import SqlStore
+
+
+class SqliteStore(SqlStore):
+    dialect = "sqlite"
+
+    def __init__(self, path: str | Path, *, read_only: bool = False) -> None:
+        self.path = Path(path)
+        self.url = f"sqlite:///{self.path}"
+        self.read_only = read_only
+        try:
+            if read_only:
+                if not self.path.exists():
+                    raise StoreError(f"no store at {self.path} (run `npistack ingest` or `npistack demo` first)")
+                self.conn = sqlite3.connect(
+                    f"file:{self.path}?mode=ro", uri=True, isolation_level=None, check_same_thread=False
+                )
+            else:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self.conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
+                self.conn.execute("PRAGMA journal_mode=WAL")
+        except sqlite3.Error as e:
+            raise StoreError(f"cannot open SQLite store {self.path}: {e}") from None
+        self.conn.execute("PRAGMA busy_timeout=30000")
+        self.conn.execute("PRAGMA synchronous=NORMAL")
+        self.conn.execute("PRAGMA cache_size=-262144")  # 256 MiB page cache
+        self.conn.execute("PRAGMA temp_store=FILE")
+        self.conn.execute("PRAGMA mmap_size=1073741824")
+        if not read_only:
+            self.ensure_schema()
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def _exec(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        try:
+            return self.conn.execute(sql, params)
+        except sqlite3.Error as e:
+            raise StoreError(f"SQLite error: {e}") from e
+
+    def _query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        try:
+            return self.conn.execute(sql, params).fetchall()
+        except sqlite3.OperationalError as e:
+            if "no such table" in str(e):
+                raise StoreError(f"{self.path} is not an npistack store (or has no schema yet)") from None
+            raise StoreError(f"SQLite error: {e}") from e
+
+    def _bulk_insert(self, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
+        marks = ",".join("?" * len(columns))
+        self.conn.executemany(f"INSERT INTO {table} ({','.join(columns)}) VALUES ({marks})", rows)
+
+    def _begin(self) -> None:
+        if not self.conn.in_transaction:
+            self.conn.execute("BEGIN IMMEDIATE")
+
+    def _commit(self) -> None:
+        if self.conn.in_transaction:
+            self.conn.execute("COMMIT")
+
+    def _rollback(self) -> None:
+        if self.conn.in_transaction:
+            self.conn.execute("ROLLBACK")
+
+    def _insert_returning_id(self, sql: str, params: Sequence[Any]) -> int:
+        cur = self._exec(sql, params)
+        return int(cur.lastrowid)
+
+    def _table_exists(self, name: str) -> bool:
+        return bool(self._query("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)))
+
+    # SQLite has one writer at a time; a second loader is refused by the owner check below.
+    def _acquire_load_lock(self, load_id: int) -> None:
+        pass
+
+    def _release_load_lock(self) -> None:
+        pass
+
+    def _other_load_alive(self, owner: str) -> bool:
+        host, _, pid = owner.rpartition(":")
+        if not pid.isdigit() or int(pid) == os.getpid():
+            return False
+        import socket
+
+        if host and host != socket.gethostname():
+            return True  # cannot check another machine: assume alive
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+
+    def _after_swap(self) -> None:
+        self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        self.conn.execute("PRAGMA optimize")
+
+    def _app_ddl(self) -> list[str]:
+        return [
+            "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+            """CREATE TABLE IF NOT EXISTS loads (
+                id INTEGER PRIMARY KEY AUTOINCREMENT,
+                kind TEXT NOT NULL, status TEXT NOT NULL, source TEXT NOT NULL, release_date TEXT,
+                checksum TEXT NOT NULL, started_at TEXT NOT NULL, finished_at TEXT,
+                rows_read INTEGER NOT NULL DEFAULT 0, rows_loaded INTEGER NOT NULL DEFAULT 0,
+                rows_quarantined INTEGER NOT NULL DEFAULT 0, files TEXT NOT NULL DEFAULT '[]',
+                timings TEXT NOT NULL DEFAULT '{}', message TEXT, is_current INTEGER NOT NULL DEFAULT 0)""",
+            """CREATE TABLE IF NOT EXISTS quarantine (
+                load_id INTEGER NOT NULL REFERENCES loads(id), file TEXT NOT NULL, line INTEGER NOT NULL,
+                reason TEXT NOT NULL, raw TEXT NOT NULL)""",
+            "CREATE INDEX IF NOT EXISTS ix_quarantine_load ON quarantine (load_id, file, line)",
+        ]
+
+    def _data_ddl(self, prefix: str) -> list[str]:
+        p = prefix
+        return [
+            f"""CREATE TABLE {p}providers (npi INTEGER PRIMARY KEY, entity_type INTEGER, status TEXT NOT NULL,
+                last_updated TEXT, primary_taxonomy TEXT, practice_state TEXT)""",
+            f"CREATE TABLE {p}provider_docs (npi INTEGER PRIMARY KEY, doc TEXT NOT NULL)",
+            f"""CREATE TABLE {p}provider_names (npi INTEGER NOT NULL, entity_type INTEGER NOT NULL,
+                name_type TEXT NOT NULL, name_key TEXT NOT NULL, first_key TEXT NOT NULL)""",
+            f"""CREATE TABLE {p}provider_taxonomies (npi INTEGER NOT NULL, slot INTEGER NOT NULL, code TEXT NOT NULL,
+                license_key TEXT NOT NULL, license_state TEXT NOT NULL, is_primary INTEGER NOT NULL)""",
+            f"""CREATE TABLE {p}provider_locations (npi INTEGER NOT NULL, purpose TEXT NOT NULL, seq INTEGER NOT NULL,
+                city_key TEXT NOT NULL, state TEXT NOT NULL, zip5 TEXT NOT NULL, cell INTEGER, lat REAL, lon REAL)""",
+            f"""CREATE TABLE {p}provider_extras (npi INTEGER NOT NULL, kind TEXT NOT NULL, seq INTEGER NOT NULL,
+                doc TEXT NOT NULL)""",
+        ]

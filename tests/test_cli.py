@@ -1,0 +1,99 @@
+"""The CLI end to end, as a user runs it (a real subprocess): synth → ingest → stats/show/loads/quarantine,
+and every error is one clear line, never a traceback."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.nppes_files import COLS, write_bundle
+
+
+def run(*args: str, db: Path, check: bool = True) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, NPISTACK_DATABASE_URL=f"sqlite:///{db}", COLUMNS="200", NO_COLOR="1")
+    env.pop("NPISTACK_DEBUG", None)
+    proc = subprocess.run([sys.executable, "-m", "npistack.cli", *args], env=env, capture_output=True, text=True,
+                          timeout=300)
+    if check:
+        assert proc.returncode == 0, proc.stderr
+    return proc
+
+
+def one_line_error(proc: subprocess.CompletedProcess[str]) -> str:
+    assert proc.returncode != 0
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
+    return lines[0]
+
+
+def test_synth_ingest_and_read(tmp_path: Path) -> None:
+    db = tmp_path / "s.db"
+    run("synth", str(tmp_path / "b"), "--rows", "3000", "--seed", "4", "--broken-rows", "5", db=db)
+    (bundle,) = (tmp_path / "b").glob("NPPES_Data_Dissemination_*_V2.zip")
+    out = run("ingest", str(bundle), db=db)
+    assert "quarantined" in out.stdout and "5 quarantined" in out.stdout
+    assert "rows/s" in out.stderr  # the progress bar shows throughput
+    again = run("ingest", str(bundle), db=db)
+    assert "already loaded" in again.stdout and "nothing changed" in again.stdout
+
+    loads = json.loads(run("loads", "--json", db=db).stdout)
+    assert [ld["status"] for ld in loads] == ["unchanged", "succeeded"]
+    first = loads[1]
+    assert first["is_current"] and first["rows_read"] == first["rows_loaded"] + first["rows_quarantined"]
+    assert {f["kind"] for f in first["files"]} == {"npidata", "pl", "othername", "endpoint"}
+    assert all(len(f["crc32"]) == 8 and f["rows_read"] == f["rows_loaded"] + f["rows_quarantined"]
+               for f in first["files"])
+    assert "index_s" in first["timings"] and len(first["checksum"]) == 64
+
+    stats = run("stats", db=db).stdout
+    assert "individual (NPI-1)" in stats and "top primary specialties" in stats and "top states" in stats
+
+    q = run("quarantine", db=db).stdout
+    assert q.count("npidata_pfile_") == 5
+
+    from npistack.storage import open_store
+
+    store = open_store(f"sqlite:///{db}", read_only=True)
+    npi = store.find_by_name("A", limit=1)[0]
+    store.close()
+    doc = json.loads(run("show", npi, db=db).stdout)
+    assert doc["npi"] == npi and doc["status"] in ("active", "deactivated")
+
+
+@pytest.mark.parametrize(("args", "expected"), [
+    (("show", "123"), "error: NPI '123' is not 10 digits"),
+    (("show", "1234567890"), "error: NPI 1234567890 fails the check digit"),
+    (("ingest", "/nonexistent/bundle.zip"), "error: /nonexistent/bundle.zip: no such file or folder"),
+    (("synth", "/tmp/x", "--variant", "v9"), "error: unknown --variant 'v9'"),
+])
+def test_errors_are_one_line(tmp_path: Path, args: tuple[str, ...], expected: str) -> None:
+    line = one_line_error(run(*args, db=tmp_path / "s.db", check=False))
+    assert line.startswith(expected), line
+
+
+def test_show_before_any_load_and_unknown_npi(tmp_path: Path) -> None:
+    db = tmp_path / "s.db"
+    assert "no store at" in one_line_error(run("show", "1679576722", db=db, check=False))
+    run("ingest", str(Path(__file__).parent / "data" / "npidata_sample.csv"), db=db)
+    assert one_line_error(run("show", "1234567893", db=db, check=False)) == "error: NPI 1234567893 is not in the store"
+
+
+def test_unknown_layout_is_one_line(tmp_path: Path) -> None:
+    bundle = write_bundle(tmp_path / "b", [], header=[*COLS[:-1], "Something Else"])
+    line = one_line_error(run("ingest", str(bundle), db=tmp_path / "s.db", check=False))
+    assert "npidata_pfile_20050523-20261108.csv: unknown npidata layout" in line
+    assert "unexpected columns: 'Something Else'" in line
+
+
+def test_weekly_bundle_is_refused_clearly(tmp_path: Path) -> None:
+    folder = write_bundle(tmp_path / "w", [], end="20261115")
+    weekly = folder / "npidata_pfile_20261109-20261115.csv"
+    next(folder.glob("npidata_pfile_*")).rename(weekly)
+    line = one_line_error(run("ingest", str(weekly), db=tmp_path / "s.db", check=False))
+    assert "weekly update bundle" in line
