@@ -103,7 +103,9 @@ def main() -> None:
     ap.add_argument("--rows", type=int, default=1_000_000)
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--workers", type=int, default=0, help="transform processes (0: one per core)")
-    ap.add_argument("--workdir", type=Path, default=None, help="keep files here (default: a temp dir, removed)")
+    ap.add_argument(
+        "--workdir", type=Path, default=None, help="keep files here (default: a temp dir, removed)"
+    )
     args = ap.parse_args()
 
     from npistack.nppes.synth import write_bundle
@@ -113,9 +115,11 @@ def main() -> None:
     try:
         t0 = time.perf_counter()
         stats = write_bundle(work, args.rows, args.seed)
-        print(f"synthesized {stats.providers:,} providers (+{stats.pl_rows:,} pl, {stats.othername_rows:,} "
-              f"othername, {stats.endpoint_rows:,} endpoint rows) in {time.perf_counter() - t0:.1f} s "
-              f"-> {stats.path.name} ({stats.path.stat().st_size / 1e6:.0f} MB)")
+        print(
+            f"synthesized {stats.providers:,} providers (+{stats.pl_rows:,} pl, {stats.othername_rows:,} "
+            f"othername, {stats.endpoint_rows:,} endpoint rows) in {time.perf_counter() - t0:.1f} s "
+            f"-> {stats.path.name} ({stats.path.stat().st_size / 1e6:.0f} MB)"
+        )
         db = work / "bench.db"
         for suffix in ("", "-wal", "-shm"):
             Path(f"{db}{suffix}").unlink(missing_ok=True)

@@ -57,8 +57,21 @@ def agreement_tools() -> ModuleType:
             ("806 W BROADWAY ASSOCIATED MEDICAL PROFESSIONALS", "", "FULTON", "NY", "13069", ""),
         ),
         (
-            ("100 METROPOLITAN DRIVE ASSOCIATED MEDICAL PROFESSIONALS", "SUITE 200", "LIVERPOOL", "NY", "13088"),
-            ("100 METROPOLITAN DR ASSOCIATED MEDICAL PROFESSIONALS", "STE 200", "LIVERPOOL", "NY", "13088", ""),
+            (
+                "100 METROPOLITAN DRIVE ASSOCIATED MEDICAL PROFESSIONALS",
+                "SUITE 200",
+                "LIVERPOOL",
+                "NY",
+                "13088",
+            ),
+            (
+                "100 METROPOLITAN DR ASSOCIATED MEDICAL PROFESSIONALS",
+                "STE 200",
+                "LIVERPOOL",
+                "NY",
+                "13088",
+                "",
+            ),
         ),
         (
             ("716 WEST COLUMBIA STREET", "", "CHIPPEWA FALLS", "WI", "54729"),
@@ -87,7 +100,9 @@ def agreement_tools() -> ModuleType:
         ),
     ],
 )
-def test_sample_rows(raw: tuple[str, ...], expected: tuple[str, ...]) -> None:
+def test_sample_rows(
+    raw: tuple[str, str, str, str, str], expected: tuple[str, str, str, str, str, str]
+) -> None:
     assert standardize_address(*raw) == StdAddress(*expected, "US")
 
 
@@ -125,7 +140,16 @@ def test_lines(line1: str, line2: str, expected1: str, expected2: str) -> None:
 
 @pytest.mark.parametrize(
     "line1",
-    ["PO BOX 12", "P.O. Box 12", "P O BOX 12", "Post Office Box 12", "POB 12", "Box 12", "PO Box #12", "P.O.BOX 12"],
+    [
+        "PO BOX 12",
+        "P.O. Box 12",
+        "P O BOX 12",
+        "Post Office Box 12",
+        "POB 12",
+        "Box 12",
+        "PO Box #12",
+        "P.O.BOX 12",
+    ],
 )
 def test_po_box(line1: str) -> None:
     std = standardize_address(line1, "", "Kearney", "NE", "68848")
@@ -160,7 +184,9 @@ def test_city_and_state() -> None:
 
 def test_domestic_country_spellings() -> None:
     for country in ("", "US", "us", "USA", " US "):
-        assert standardize_address("1 Main Street", "", "Kearney", "NE", "68848", country).line1 == "1 MAIN ST"
+        assert (
+            standardize_address("1 Main Street", "", "Kearney", "NE", "68848", country).line1 == "1 MAIN ST"
+        )
 
 
 def test_non_us_gets_only_case_and_spaces() -> None:
@@ -199,13 +225,23 @@ def test_agrees_with_scourgify_on_generated_addresses(agreement_tools: ModuleTyp
     assert result.rate_documented >= 0.97, result.examples[:10]
 
 
+def test_standardizing_twice_changes_nothing(agreement_tools: ModuleType) -> None:
+    gen = agreement_tools.Generator(seed=5)
+    for raw in [gen.address() for _ in range(500)]:
+        std = standardize_address(*raw)
+        again = standardize_address(std.line1, std.line2, std.city, std.state, std.zip5 + std.zip4)
+        assert again == std, raw
+
+
 text = st.text(max_size=60)
 address_like = st.text(alphabet="0123456789 ABCDENSWT#.,-/&'()STEAPTUNITFLORBOXPO½é\t", max_size=40)
 
 
 @settings(max_examples=500, deadline=None)
 @given(text, text, text, text, text, text)
-def test_never_raises_on_any_text(line1: str, line2: str, city: str, state: str, postal: str, country: str) -> None:
+def test_never_raises_on_any_text(
+    line1: str, line2: str, city: str, state: str, postal: str, country: str
+) -> None:
     std = address._standardize.__wrapped__(line1, line2, city, state, postal, country)
     for value in (std.line1, std.line2, std.city, std.state):
         assert value == " ".join(value.split())

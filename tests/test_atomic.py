@@ -16,12 +16,13 @@ import pytest
 
 from npistack.ingest.load import ingest
 from npistack.nppes.synth import write_bundle as synth_bundle
+from npistack.services.providers import get_provider
 from npistack.storage import open_store
 from tests.nppes_files import SAMPLE
 
 
 def _snapshot(store) -> tuple[int, dict]:  # type: ignore[no-untyped-def]
-    return store.count_providers(), store.get_provider("1114920162")
+    return store.count_providers(), get_provider(store, "1114920162")
 
 
 def test_killed_load_leaves_old_data_and_rerun_completes(store_url: str, tmp_path: Path) -> None:
@@ -68,7 +69,7 @@ def test_killed_load_leaves_old_data_and_rerun_completes(store_url: str, tmp_pat
         main = next(f for f in summary.files if f.kind == "npidata")
         assert summary.status == "succeeded" and main.rows_read == 60_000
         assert after_kill.count_providers() == main.rows_loaded
-        assert after_kill.get_provider("1114920162") is None
+        assert get_provider(after_kill, "1114920162") is None
         killed = after_kill.get_load(running.id)
         assert killed.status == "failed" and "interrupted" in (killed.message or "")
     finally:

@@ -9,6 +9,7 @@ import pytest
 from npistack.errors import LayoutError
 from npistack.ingest.load import ingest
 from npistack.nppes.layout import CERTIFICATION_DATE, OTHERNAME_CREATED, canonical_columns, detect_layout
+from npistack.services.providers import get_provider
 from npistack.storage import open_store
 from tests.nppes_files import COLS, gender_header, individual, npi, organization, write_bundle, write_file
 
@@ -23,7 +24,7 @@ def test_current_layout(tmp_path: Path) -> None:
     bundle = write_bundle(tmp_path / "b", [individual(1, sex="F", certified="02/03/2024")])
     store, summary = _load(tmp_path, bundle)
     assert [f.layout for f in summary.files] == ["current"] * 4
-    doc = store.get_provider(npi(1))
+    doc = get_provider(store, npi(1))
     assert doc["sex"] == "F" and doc["certificationDate"] == "2024-02-03"
 
 
@@ -31,7 +32,7 @@ def test_pre2025_gender_layout(tmp_path: Path) -> None:
     bundle = write_bundle(tmp_path / "b", [individual(1, sex="F")], header=gender_header())
     store, summary = _load(tmp_path, bundle)
     assert summary.files[0].layout == "gender+330"
-    assert store.get_provider(npi(1))["sex"] == "F"
+    assert get_provider(store, npi(1))["sex"] == "F"
 
 
 def test_329_columns_without_certification_date(tmp_path: Path) -> None:
@@ -40,7 +41,7 @@ def test_329_columns_without_certification_date(tmp_path: Path) -> None:
     bundle = write_bundle(tmp_path / "b", [row], header=header)
     store, summary = _load(tmp_path, bundle)
     assert summary.files[0].layout == "gender+329-no-certification-date"
-    doc = store.get_provider(npi(1))
+    doc = get_provider(store, npi(1))
     assert doc["sex"] == "M" and doc["certificationDate"] is None and doc["name"]["last"] == "SMITH"
     assert doc["primaryTaxonomy"]["code"] == "207R00000X"
 
@@ -53,7 +54,7 @@ def test_othername_with_created_date(tmp_path: Path) -> None:
                [[org, "ACME URGENT CARE", "3", "06/01/2026"]])
     store, summary = _load(tmp_path, bundle)
     assert summary.files[2].layout == "with-created-date"
-    names = store.get_provider(org)["otherNames"]
+    names = get_provider(store, org)["otherNames"]
     assert names == [{"typeCode": "3", "type": "Doing Business As", "organizationName": "ACME URGENT CARE",
                       "createdDate": "2026-06-01"}]
     assert store.find_by_name("acme urgent") == [org]

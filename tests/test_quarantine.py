@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from npistack.ingest.load import ingest
+from npistack.services.providers import get_provider
 from npistack.storage import open_store
 from tests.nppes_files import COLS, individual, npi, organization, quoted, stub, write_bundle
 
@@ -64,7 +65,7 @@ def test_accounting_with_broken_rows(store_url: str, tmp_path: Path) -> None:
         assert short["file"].startswith("npidata_pfile_")
         assert any(r["file"].startswith("pl_pfile_") and "2 columns" in r["reason"] for r in q)
         assert store.count_providers() == 9
-        assert store.get_provider(npi(3))["name"]["last"] == "GOOD3"  # first occurrence wins
+        assert get_provider(store, npi(3))["name"]["last"] == "GOOD3"  # first occurrence wins
     finally:
         store.close()
 

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from npistack.ingest.load import ingest
+from npistack.services.providers import get_provider
 from npistack.storage import open_store
 from tests.nppes_files import SAMPLE
 
@@ -28,7 +29,7 @@ def test_counts_by_type_and_status(store: Any) -> None:
 
 
 def test_individual_with_several_taxonomies(store: Any) -> None:
-    doc = store.get_provider("1114920162")
+    doc = get_provider(store, "1114920162")
     assert doc["entityType"] == "NPI-1" and doc["status"] == "active"
     assert doc["name"]["first"] == "JON" and doc["name"]["last"] == "DUBOSE"
     assert doc["name"]["prefix"] == "DR." and doc["name"]["credential"] == "MD"
@@ -60,7 +61,7 @@ def test_individual_with_several_taxonomies(store: Any) -> None:
 
 
 def test_organization_with_authorized_official_and_unavail(store: Any) -> None:
-    doc = store.get_provider("1497758544")
+    doc = get_provider(store, "1497758544")
     assert doc["entityType"] == "NPI-2"
     assert doc["organizationName"] == "CUMBERLAND COUNTY HOSPITAL SYSTEM, INC"
     assert doc["name"]["full"] == "CUMBERLAND COUNTY HOSPITAL SYSTEM, INC"
@@ -77,7 +78,7 @@ def test_organization_with_authorized_official_and_unavail(store: Any) -> None:
 
 
 def test_group_taxonomy_text_after_code(store: Any) -> None:
-    doc = store.get_provider("1336142389")
+    doc = get_provider(store, "1336142389")
     group = doc["taxonomies"][0]["group"]
     assert group == {"code": "193400000X", "description": "SINGLE SPECIALTY GROUP"}
 
@@ -85,13 +86,13 @@ def test_group_taxonomy_text_after_code(store: Any) -> None:
 @pytest.mark.parametrize(("npi", "date"), [("1306849450", "2021-03-03"), ("1578566527", "2024-11-21"),
                                            ("1891798849", "2017-11-13")])
 def test_deactivated_stubs(store: Any, npi: str, date: str) -> None:
-    doc = store.get_provider(npi)
+    doc = get_provider(store, npi)
     assert doc["status"] == "deactivated" and doc["deactivationDate"] == date
     assert doc["entityType"] is None
 
 
 def test_reactivated_provider_with_former_name(store: Any) -> None:
-    doc = store.get_provider("1659374601")
+    doc = get_provider(store, "1659374601")
     assert doc["status"] == "active"
     assert doc["deactivationDate"] == "2005-05-23" and doc["reactivationDate"] == "2005-05-24"
     assert doc["otherNames"] == [{
@@ -105,10 +106,10 @@ def test_reactivated_provider_with_former_name(store: Any) -> None:
 
 
 def test_credentials_and_suite_in_line1(store: Any) -> None:
-    assert store.get_provider("1669475711")["name"]["credentials"] == ["MD"]  # "M. D."
-    assert store.get_provider("1619970662")["name"]["credentials"] == ["RN", "MSN", "CPNP"]
-    assert store.get_provider("1164425112")["name"]["credentials"] == ["BCPS", "PHD"]
-    loc = store.get_provider("1669475612")["practiceLocation"]
+    assert get_provider(store, "1669475711")["name"]["credentials"] == ["MD"]  # "M. D."
+    assert get_provider(store, "1619970662")["name"]["credentials"] == ["RN", "MSN", "CPNP"]
+    assert get_provider(store, "1164425112")["name"]["credentials"] == ["BCPS", "PHD"]
+    loc = get_provider(store, "1669475612")["practiceLocation"]
     assert loc["line1"] == "8876 SPANISH RIDGE AVE STE 103"  # as published
     assert loc["standardized"]["line1"] == "8876 SPANISH RIDGE AVE"
     assert loc["standardized"]["line2"] == "STE 103"

@@ -195,9 +195,11 @@ def show(
     problem = npi_problem(npi)
     if problem:
         raise NpistackError(problem)
+    from npistack.services.providers import get_provider
+
     store = _store(database_url, read_only=True)
     try:
-        doc = store.get_provider(npi)
+        doc = get_provider(store, npi)
     finally:
         store.close()
     if doc is None:

@@ -4,8 +4,10 @@ A ``BlockResult`` holds what one block of a data file becomes: the rows of each 
 the quarantined lines (line number, reason, raw text). ``transform_block`` guarantees that every
 line of the block is either loaded or quarantined, exactly once.
 
-The provider document (``doc``) is a superset of the Health Provider API's provider shape; its
-fields are described in docs/provider-document.md. Rules worth knowing:
+Documents are stored compactly: published values and their normalized forms only, without empty
+keys; reference data (NUCC names, code descriptions, ZIP geodata) is added when a document is read
+(``npistack.services.providers.expand``), so the full document is a superset of the Health Provider
+API's provider shape (docs/provider-document.md). Rules worth knowing:
 
 - Deactivated stubs (only NPI and deactivation date) become ``status: "deactivated"`` documents
   with ``entityType: null``. A row with both a deactivation and a later reactivation date is active.
@@ -15,7 +17,7 @@ fields are described in docs/provider-document.md. Rules worth knowing:
 - ``<UNAVAIL>`` placeholders become null; Other Organization Name ``<UNAVAIL>`` (type code 6) is
   not an other name and is dropped.
 - Phones and faxes are kept apart: ``phone``/``fax`` in E.164 when valid, ``phoneRaw``/``faxRaw``
-  as published.
+  as published; addresses as published plus ``std`` (USPS Publication 28 form).
 """
 
 from __future__ import annotations
@@ -30,7 +32,6 @@ import orjson
 
 from npistack.nppes.layout import IDENTIFIER_SLOTS, TAXONOMY_SLOTS, FileKind, canonical_columns
 from npistack.nppes.npi import npi_problem
-from npistack.nppes.taxonomy import Taxonomy, load_nucc
 from npistack.nppes.reader import parse_line
 from npistack.normalize.address import standardize_address
 from npistack.normalize.geo import zip_info
@@ -39,31 +40,6 @@ from npistack.normalize.phone import normalize_phone
 
 UNAVAIL = "<UNAVAIL>"
 
-OTHER_NAME_TYPES = {
-    "1": "Former Name",
-    "2": "Professional Name",
-    "3": "Doing Business As",
-    "4": "Former Legal Business Name",
-    "5": "Other Name",
-}
-IDENTIFIER_TYPES = {
-    "01": "Other (non-Medicare)",
-    "02": "Medicare UPIN",
-    "04": "Medicare ID-Type Unspecified",
-    "05": "Medicaid",
-    "06": "Medicare OSCAR/Certification",
-    "07": "Medicare NSC",
-    "08": "Medicare PIN",
-}
-ENDPOINT_TYPES = {
-    "SOAP": "SOAP URL",
-    "CONNECT": "CONNECT URL",
-    "FHIR": "FHIR URL",
-    "DIRECT": "Direct Messaging Address",
-    "REST": "REST URL",
-    "WEB": "Website URL",
-    "OTHERS": "Other URL",
-}
 YES_NO = {"Y": True, "N": False}
 
 # Canonical npidata positions (checked against the shipped header at import).
@@ -128,15 +104,11 @@ class BlockResult:
 
 @dataclass(frozen=True)
 class Context:
-    """What a transform needs besides the row: the release it belongs to and the code sets."""
+    """What a transform needs besides the row: the load and release it belongs to."""
 
     load_id: int
     release_date: str | None  # ISO date of the bundle
     nucc_csv: str | None = None
-
-    @property
-    def taxonomies(self) -> dict[str, Taxonomy]:
-        return load_nucc(self.nucc_csv or None)
 
 
 # -- values ------------------------------------------------------------------------------------
@@ -166,52 +138,29 @@ def _s(value: str) -> str | None:
     return value
 
 
-def _address(f: list[str], at: int, purpose: str) -> dict[str, Any] | None:
+def _c(**kw: Any) -> dict[str, Any]:
+    """A stored object: keys whose value is None, '' or [] are left out (expand() restores them)."""
+    return {k: v for k, v in kw.items() if v is not None and v != "" and v != []}
+
+
+def _address(f: list[str], at: int) -> tuple[dict[str, Any] | None, Any]:
     line1, line2, city, state, postal, country, phone, fax = f[at : at + 8]
     if not (line1 or city or postal):
-        return None
+        return None, None
     std = standardize_address(line1, line2, city, state, postal, country)
-    doc: dict[str, Any] = {
-        "purpose": purpose,
-        "line1": line1 or None,
-        "line2": line2 or None,
-        "city": city or None,
-        "state": state or None,
-        "postalCode": postal or None,
-        "countryCode": country or "US",
-        "phone": normalize_phone(phone) if phone else None,
-        "phoneRaw": phone or None,
-        "fax": normalize_phone(fax) if fax else None,
-        "faxRaw": fax or None,
-    }
-    _add_std_geo(doc, std)
-    return doc
+    doc = _c(line1=line1, line2=line2, city=city, state=state, postalCode=postal, countryCode=country,
+             phone=normalize_phone(phone) if phone else None, phoneRaw=phone,
+             fax=normalize_phone(fax) if fax else None, faxRaw=fax,
+             std=_c(line1=std.line1, line2=std.line2, city=std.city, state=std.state, zip5=std.zip5, zip4=std.zip4))
+    return doc, std
 
 
-def _add_std_geo(doc: dict[str, Any], std: Any) -> None:
-    doc["standardized"] = {
-        "line1": std.line1,
-        "line2": std.line2 or None,
-        "city": std.city,
-        "state": std.state,
-        "zip5": std.zip5 or None,
-        "zip4": std.zip4 or None,
-    }
-    doc["zip5"] = std.zip5 or None
-    doc["zip4"] = std.zip4 or None
+def _location_row(npi: int, purpose: str, seq: int, std: Any) -> tuple[Any, ...]:
     info = zip_info(std.zip5) if std.zip5 and std.country == "US" else None
     if info:
-        doc["latitude"], doc["longitude"] = info.lat, info.lon
-        doc["county"], doc["timeZone"] = info.county, info.timezone
-    else:
-        doc["latitude"] = doc["longitude"] = doc["county"] = doc["timeZone"] = None
-
-
-def _location_row(npi: int, purpose: str, seq: int, addr: dict[str, Any]) -> tuple[Any, ...]:
-    lat, lon = addr["latitude"], addr["longitude"]
-    cell = geo_cell(lat, lon) if lat is not None else None
-    std = addr["standardized"]
-    return (npi, purpose, seq, name_key(std["city"] or ""), std["state"] or "", addr["zip5"] or "", cell, lat, lon)
+        return (npi, purpose, seq, name_key(std.city), std.state, std.zip5, geo_cell(info.lat, info.lon),
+                info.lat, info.lon)
+    return (npi, purpose, seq, name_key(std.city), std.state, std.zip5, None, None, None)
 
 
 def license_key(value: str) -> str:
@@ -220,7 +169,7 @@ def license_key(value: str) -> str:
     return key.lstrip("0") or key
 
 
-def _taxonomies(f: list[str], nucc: dict[str, Taxonomy]) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+def _taxonomies(f: list[str]) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
     out: list[dict[str, Any]] = []
     codes = f[TAXO : TAXO + 4 * TAXONOMY_SLOTS : 4]
     licenses = f[TAXO + 1 : TAXO + 4 * TAXONOMY_SLOTS : 4]
@@ -228,37 +177,18 @@ def _taxonomies(f: list[str], nucc: dict[str, Taxonomy]) -> tuple[list[dict[str,
         if not (codes[slot] or licenses[slot]):
             continue
         at = TAXO + 4 * slot
-        code, lic, lic_state, switch = f[at], f[at + 1], f[at + 2], f[at + 3]
         group = f[TAXO_GROUP + slot]
-        t = nucc.get(code.upper()) if code else None
         group_code, _, group_text = group.partition(" ")
-        out.append(
-            {
-                "slot": slot + 1,
-                "code": code or None,
-                "known": t is not None,
-                "grouping": t.grouping if t else None,
-                "classification": t.classification if t else None,
-                "specialization": (t.specialization or None) if t else None,
-                "displayName": t.display_name if t else None,
-                "description": t.description if t else None,
-                "license": lic or None,
-                "licenseState": lic_state or None,
-                "primarySwitch": switch or None,
-                "primary": False,
-                "group": {"code": group_code, "description": " ".join(group_text.split()) or None}
-                if group
-                else None,
-            }
-        )
-    primary = next((t for t in out if t["primarySwitch"] == "Y"), None)
-    inferred = False
+        out.append(_c(slot=slot + 1, code=f[at].upper(), license=f[at + 1], licenseState=f[at + 2],
+                      primarySwitch=f[at + 3],
+                      group=_c(code=group_code, description=" ".join(group_text.split())) if group else None))
+    primary = next((t for t in out if t.get("primarySwitch") == "Y"), None)
     if primary is None:
-        primary = next((t for t in out if t["code"]), None)
-        inferred = primary is not None
+        primary = next((t for t in out if t.get("code")), None)
+        if primary is not None:
+            primary["primaryInferred"] = True
     if primary is not None:
         primary["primary"] = True
-        primary["primaryInferred"] = inferred
     return out, primary
 
 
@@ -270,30 +200,16 @@ def _identifiers(f: list[str]) -> list[dict[str, Any]]:
     for slot in range(IDENTIFIER_SLOTS):
         at = 4 * slot
         ident, typ, state, issuer = region[at], region[at + 1], region[at + 2], region[at + 3]
-        if not (ident or typ):
-            continue
-        out.append(
-            {
-                "identifier": ident or None,
-                "typeCode": typ or None,
-                "type": IDENTIFIER_TYPES.get(typ, "Unknown"),
-                "state": state or None,
-                "issuer": issuer or None,
-            }
-        )
+        if ident or typ:
+            out.append(_c(identifier=ident, typeCode=typ, state=state, issuer=issuer))
     return out
-
-
-def _full_name(first: str, middle: str, last: str, suffix: str, credential: str) -> str:
-    name = " ".join(p for p in (first, middle, last, suffix) if p)
-    return f"{name}, {credential}" if credential else name
 
 
 # -- npidata -----------------------------------------------------------------------------------
 
 
 def transform_provider(f: list[str], line: int, ctx: Context, out: BlockResult) -> None:
-    """One canonical npidata row -> provider document and index rows (raises BadRow)."""
+    """One canonical npidata row -> stored provider document and index rows (raises BadRow)."""
     npi_s = f[NPI]
     problem = npi_problem(npi_s)
     if problem:
@@ -307,17 +223,8 @@ def transform_provider(f: list[str], line: int, ctx: Context, out: BlockResult) 
     if not entity:
         if not deactivated:
             raise BadRow("Entity Type Code is blank and the row is not a deactivated NPI")
-        doc = {
-            "npi": npi_s,
-            "entityType": None,
-            "status": "deactivated",
-            "deactivationDate": deactivated,
-            "deactivationReasonCode": f[DEACT_REASON] or None,
-            "reactivationDate": None,
-            "replacementNpi": f[REPLACEMENT] or None,
-            "release": release,
-            "source": {"name": "NPPES", "version": "2.1"},
-        }
+        doc = _c(npi=npi_s, status="deactivated", deactivationDate=deactivated,
+                 deactivationReasonCode=f[DEACT_REASON], replacementNpi=f[REPLACEMENT], release=release)
         out.providers.append((npi, None, "deactivated", None, None, None, orjson.dumps(doc).decode(), line))
         return
     if entity not in ("1", "2"):
@@ -331,132 +238,61 @@ def transform_provider(f: list[str], line: int, ctx: Context, out: BlockResult) 
     if replacement and npi_problem(replacement):
         raise BadRow(f"Replacement NPI: {npi_problem(replacement)}")
 
-    taxonomies, primary = _taxonomies(f, ctx.taxonomies)
-    mailing = _address(f, MAIL, "mailing")
-    practice = _address(f, PRACTICE, "primary")
+    taxonomies, primary = _taxonomies(f)
+    mailing, mailing_std = _address(f, MAIL)
+    practice, practice_std = _address(f, PRACTICE)
     other_names: list[dict[str, Any]] = []
     names = out.names
+    name = None
+    organization_name = None
 
     if etype == 1:
-        first, middle, last = f[FIRST], f[MIDDLE], f[LAST]
-        name = {
-            "full": _full_name(first, middle, last, f[SUFFIX], f[CREDENTIAL]),
-            "first": first or None,
-            "middle": middle or None,
-            "last": last or None,
-            "prefix": f[PREFIX] or None,
-            "suffix": f[SUFFIX] or None,
-            "credential": f[CREDENTIAL] or None,
-            "credentials": list(normalize_credentials(f[CREDENTIAL])),
-        }
+        first, last = f[FIRST], f[LAST]
+        name = _c(first=first, middle=f[MIDDLE], last=last, prefix=f[PREFIX], suffix=f[SUFFIX],
+                  credential=f[CREDENTIAL], credentials=list(normalize_credentials(f[CREDENTIAL])))
         names.append((npi, 1, "legal", name_key(last), name_key(first)))
         if f[OTHER_LAST] or f[OTHER_FIRST]:
-            code = f[OTHER_LAST_TYPE]
-            other_names.append(
-                {
-                    "typeCode": code or None,
-                    "type": OTHER_NAME_TYPES.get(code, "Other Name"),
-                    "first": f[OTHER_FIRST] or None,
-                    "middle": f[OTHER_MIDDLE] or None,
-                    "last": f[OTHER_LAST] or None,
-                    "prefix": f[OTHER_PREFIX] or None,
-                    "suffix": f[OTHER_SUFFIX] or None,
-                    "credential": f[OTHER_CRED] or None,
-                }
-            )
+            other_names.append(_c(typeCode=f[OTHER_LAST_TYPE], first=f[OTHER_FIRST], middle=f[OTHER_MIDDLE],
+                                  last=f[OTHER_LAST], prefix=f[OTHER_PREFIX], suffix=f[OTHER_SUFFIX],
+                                  credential=f[OTHER_CRED]))
             names.append((npi, 1, "other", name_key(f[OTHER_LAST] or last), name_key(f[OTHER_FIRST] or first)))
-        organization_name = None
     else:
-        lbn = _s(f[ORG_NAME])
-        name = {
-            "full": lbn,
-            "first": None,
-            "middle": None,
-            "last": None,
-            "prefix": None,
-            "suffix": None,
-            "credential": None,
-            "credentials": [],
-        }
-        organization_name = lbn
-        if lbn:
-            names.append((npi, 2, "legal", name_key(lbn), ""))
+        organization_name = _s(f[ORG_NAME])
+        if organization_name:
+            names.append((npi, 2, "legal", name_key(organization_name), ""))
         other = _s(f[OTHER_ORG])
         if other:
-            code = f[OTHER_ORG_TYPE]
-            other_names.append(
-                {"typeCode": code or None, "type": OTHER_NAME_TYPES.get(code, "Other Name"), "organizationName": other}
-            )
+            other_names.append(_c(typeCode=f[OTHER_ORG_TYPE], organizationName=other))
             names.append((npi, 2, "other", name_key(other), ""))
 
     ao = None
     if f[AO_LAST] or f[AO_FIRST]:
-        ao = {
-            "prefix": f[AO_PREFIX] or None,
-            "first": f[AO_FIRST] or None,
-            "middle": f[AO_MIDDLE] or None,
-            "last": f[AO_LAST] or None,
-            "suffix": f[AO_SUFFIX] or None,
-            "credential": f[AO_CRED] or None,
-            "title": f[AO_TITLE] or None,
-            "phone": normalize_phone(f[AO_PHONE]) if f[AO_PHONE] else None,
-            "phoneRaw": f[AO_PHONE] or None,
-        }
+        ao = _c(prefix=f[AO_PREFIX], first=f[AO_FIRST], middle=f[AO_MIDDLE], last=f[AO_LAST], suffix=f[AO_SUFFIX],
+                credential=f[AO_CRED], title=f[AO_TITLE],
+                phone=normalize_phone(f[AO_PHONE]) if f[AO_PHONE] else None, phoneRaw=f[AO_PHONE])
         names.append((npi, etype, "ao", name_key(f[AO_LAST]), name_key(f[AO_FIRST])))
 
     for t in taxonomies:
-        if t["code"] or t["license"]:
-            out.taxonomies.append(
-                (npi, t["slot"], t["code"] or "", license_key(t["license"] or ""), t["licenseState"] or "",
-                 1 if t["primary"] else 0)
-            )
-    if mailing:
-        out.locations.append(_location_row(npi, "mailing", 0, mailing))
-    if practice:
-        out.locations.append(_location_row(npi, "primary", 1, practice))
+        out.taxonomies.append((npi, t["slot"], t.get("code", ""), license_key(t.get("license", "")),
+                               t.get("licenseState", ""), 1 if t.get("primary") else 0))
+    if mailing_std is not None:
+        out.locations.append(_location_row(npi, "mailing", 0, mailing_std))
+    if practice_std is not None:
+        out.locations.append(_location_row(npi, "primary", 1, practice_std))
 
-    doc: dict[str, Any] = {
-        "npi": npi_s,
-        "entityType": f"NPI-{etype}",
-        "status": status,
-        "deactivationDate": deactivated,
-        "deactivationReasonCode": f[DEACT_REASON] or None,
-        "reactivationDate": reactivated,
-        "replacementNpi": replacement or None,
-        "name": name,
-        "organizationName": organization_name,
-        "otherNames": other_names,
-        "ein": _s(f[EIN]),
-        "authorizedOfficial": ao,
-        "organizationSubpart": YES_NO.get(f[SUBPART]),
-        "parentOrganization": {"name": f[PARENT_LBN] or None, "tin": _s(f[PARENT_TIN])}
-        if (f[PARENT_LBN] or _s(f[PARENT_TIN]))
-        else None,
-        "sex": f[SEX] or None,
-        "soleProprietor": YES_NO.get(f[SOLE_PROP]),
-        "primaryTaxonomy": {
-            "code": primary["code"],
-            "description": primary["displayName"] or primary["description"],
-            "state": primary["licenseState"],
-            "license": primary["license"],
-        }
-        if primary
-        else None,
-        "taxonomies": taxonomies,
-        "identifiers": _identifiers(f),
-        "mailingAddress": mailing,
-        "practiceLocation": practice,
-        "practiceLocations": [practice] if practice else [],
-        "endpoints": [],
-        "enumerationDate": enumerated,
-        "lastUpdated": updated,
-        "certificationDate": certified,
-        "release": release,
-        "source": {"name": "NPPES", "version": "2.1"},
-    }
+    parent = _c(name=f[PARENT_LBN], tin=_s(f[PARENT_TIN]))
+    doc = _c(
+        npi=npi_s, entityType=f"NPI-{etype}", status=status, deactivationDate=deactivated,
+        deactivationReasonCode=f[DEACT_REASON], reactivationDate=reactivated, replacementNpi=replacement,
+        name=name, organizationName=organization_name, otherNames=other_names, ein=_s(f[EIN]),
+        authorizedOfficial=ao, organizationSubpart=YES_NO.get(f[SUBPART]), parentOrganization=parent or None,
+        sex=f[SEX], soleProprietor=YES_NO.get(f[SOLE_PROP]), taxonomies=taxonomies,
+        identifiers=_identifiers(f), mailingAddress=mailing, practiceLocation=practice,
+        enumerationDate=enumerated, lastUpdated=updated, certificationDate=certified, release=release,
+    )
     out.providers.append(
-        (npi, etype, status, updated, primary["code"] if primary else None,
-         (practice["standardized"]["state"] or None) if practice else None, orjson.dumps(doc).decode(), line)
+        (npi, etype, status, updated, primary.get("code") if primary else None,
+         practice_std.state or None if practice_std is not None else None, orjson.dumps(doc).decode(), line)
     )
 
 
@@ -475,23 +311,12 @@ def transform_location(f: list[str], line: int, ctx: Context, out: BlockResult) 
     npi = _child_npi(f)
     line1, line2, city, state, postal, country, phone, ext, fax = f[1:10]
     std = standardize_address(line1, line2, city, state, postal, country)
-    doc: dict[str, Any] = {
-        "purpose": "secondary",
-        "line1": line1 or None,
-        "line2": line2 or None,
-        "city": city or None,
-        "state": state or None,
-        "postalCode": postal or None,
-        "countryCode": country or "US",
-        "phone": normalize_phone(phone) if phone else None,
-        "phoneRaw": phone or None,
-        "phoneExtension": ext or None,
-        "fax": normalize_phone(fax) if fax else None,
-        "faxRaw": fax or None,
-    }
-    _add_std_geo(doc, std)
+    doc = _c(line1=line1, line2=line2, city=city, state=state, postalCode=postal, countryCode=country,
+             phone=normalize_phone(phone) if phone else None, phoneRaw=phone, phoneExtension=ext,
+             fax=normalize_phone(fax) if fax else None, faxRaw=fax,
+             std=_c(line1=std.line1, line2=std.line2, city=std.city, state=std.state, zip5=std.zip5, zip4=std.zip4))
     out.extras.append((npi, "location", line, orjson.dumps(doc).decode()))
-    out.locations.append(_location_row(npi, "secondary", line, doc))
+    out.locations.append(_location_row(npi, "secondary", line, std))
 
 
 def transform_other_name(f: list[str], line: int, ctx: Context, out: BlockResult) -> None:
@@ -500,9 +325,8 @@ def transform_other_name(f: list[str], line: int, ctx: Context, out: BlockResult
     name, code = f[1], f[2]
     if not _s(name):
         raise BadRow("Provider Other Organization Name is blank")
-    doc = {"typeCode": code or None, "type": OTHER_NAME_TYPES.get(code, "Other Name"), "organizationName": name}
-    if len(f) > 3 and f[3]:
-        doc["createdDate"] = iso_date(f[3], "Created Date")
+    created = iso_date(f[3], "Created Date") if len(f) > 3 else None
+    doc = _c(typeCode=code, organizationName=name, createdDate=created)
     out.extras.append((npi, "other_name", line, orjson.dumps(doc).decode()))
     out.names.append((npi, 2, "other", name_key(name), ""))
 
@@ -514,30 +338,11 @@ def transform_endpoint(f: list[str], line: int, ctx: Context, out: BlockResult) 
      cother, a1, a2, city, state, country, postal) = f[1:19]
     if not endpoint:
         raise BadRow("Endpoint is blank")
-    doc = {
-        "endpointType": etype or None,
-        "endpointTypeDescription": etype_desc or ENDPOINT_TYPES.get(etype.upper()) or None,
-        "endpoint": endpoint,
-        "endpointDescription": desc or None,
-        "affiliation": YES_NO.get(affiliation),
-        "affiliationName": aff_lbn or None,
-        "use": use or None,
-        "useDescription": use_desc or None,
-        "useOtherDescription": use_other or None,
-        "contentType": ctype or None,
-        "contentTypeDescription": cdesc or None,
-        "contentOtherDescription": cother or None,
-        "address": {
-            "line1": a1 or None,
-            "line2": a2 or None,
-            "city": city or None,
-            "state": state or None,
-            "countryCode": country or None,
-            "postalCode": postal or None,
-        }
-        if (a1 or city or postal)
-        else None,
-    }
+    doc = _c(endpointType=etype, endpointTypeDescription=etype_desc, endpoint=endpoint, endpointDescription=desc,
+             affiliation=YES_NO.get(affiliation), affiliationName=aff_lbn, use=use, useDescription=use_desc,
+             useOtherDescription=use_other, contentType=ctype, contentTypeDescription=cdesc,
+             contentOtherDescription=cother,
+             address=_c(line1=a1, line2=a2, city=city, state=state, countryCode=country, postalCode=postal) or None)
     out.extras.append((npi, "endpoint", line, orjson.dumps(doc).decode()))
 
 

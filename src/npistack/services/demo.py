@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from npistack.normalize.geo import zip_info
+from npistack.services.providers import get_provider, get_providers
 from npistack.storage import open_store
 
 
@@ -59,7 +60,7 @@ def _show(console: Console, store: Any) -> None:
     # An individual with several taxonomies and a license.
     sample = None
     for npi in store.find_by_name("SMITH", entity_type=1, limit=200):
-        doc = store.get_provider(npi)
+        doc = get_provider(store, npi)
         if doc and len(doc.get("taxonomies") or []) > 1:
             sample = doc
             break
@@ -97,7 +98,7 @@ def _show(console: Console, store: Any) -> None:
             table.add_column("NPI")
             table.add_column("name")
             table.add_column("miles", justify="right")
-            docs = {d["npi"]: d for d in store.get_providers([n for n, _ in near])}
+            docs = {d["npi"]: d for d in get_providers(store, [n for n, _ in near])}
             for npi, miles in near:
                 d = docs.get(npi) or {}
                 table.add_row(npi, (d.get("name") or {}).get("full") or "", f"{miles:.1f}")

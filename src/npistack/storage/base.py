@@ -39,19 +39,31 @@ DATA_TABLES: dict[str, tuple[str, ...]] = {
     "provider_extras": ("npi", "kind", "seq", "doc"),
 }
 
-# Secondary indexes built on the staging tables at the end of a load ({p} = index name prefix).
-DATA_INDEXES: tuple[tuple[str, str, str], ...] = (
-    ("names_key", "provider_names", "name_key, first_key"),
-    ("names_npi", "provider_names", "npi"),
-    ("taxo_code", "provider_taxonomies", "code"),
-    ("taxo_license", "provider_taxonomies", "license_key, license_state"),
-    ("taxo_npi", "provider_taxonomies", "npi"),
-    ("loc_city", "provider_locations", "state, city_key"),
-    ("loc_zip", "provider_locations", "zip5"),
-    ("loc_cell", "provider_locations", "cell"),
-    ("loc_npi", "provider_locations", "npi"),
-    ("extras_npi", "provider_extras", "npi, kind, seq"),
+# Indexes built on the staging tables at the end of a load: (name, table, columns, unique).
+# Staging tables are append-only (rows arrive in NPPES order, not NPI order): building indexes
+# once at the end is a sort, where maintaining them during the load would rewrite random pages.
+DATA_INDEXES: tuple[tuple[str, str, str, bool], ...] = (
+    ("providers_npi", "providers", "npi", True),
+    ("docs_npi", "provider_docs", "npi", True),
+    ("names_key", "provider_names", "name_key, first_key", False),
+    ("names_npi", "provider_names", "npi", False),
+    ("taxo_code", "provider_taxonomies", "code", False),
+    ("taxo_license", "provider_taxonomies", "license_key, license_state", False),
+    ("taxo_npi", "provider_taxonomies", "npi", False),
+    ("loc_city", "provider_locations", "state, city_key", False),
+    ("loc_zip", "provider_locations", "zip5", False),
+    ("loc_cell", "provider_locations", "cell", False),
+    ("loc_npi", "provider_locations", "npi", False),
+    ("extras_npi", "provider_extras", "npi, kind, seq", False),
 )
+
+
+@dataclass
+class StoredProvider:
+    """A provider as stored: the compact document and its child rows (kind, doc) in file order."""
+
+    doc: dict[str, Any]
+    extras: list[tuple[str, dict[str, Any]]]
 
 
 @dataclass
@@ -85,11 +97,32 @@ def prefix_range(prefix: str) -> tuple[str, str]:
     return prefix, prefix[:-1] + chr(ord(prefix[-1]) + 1)
 
 
+class NpiSet:
+    """The NPIs a load has seen, in a fixed 25 MB bitmap (memory does not grow with the file).
+
+    A valid NPI is determined by its first nine digits (the tenth is the check digit) and starts
+    with 1 or 2, so there are 2e8 possible NPIs: one bit each.
+    """
+
+    def __init__(self) -> None:
+        self.bits = bytearray(200_000_000 // 8)
+
+    def add(self, npi: int) -> bool:
+        """Mark ``npi`` seen; True if it was seen already."""
+        i = npi // 10 - 100_000_000
+        byte, bit = i >> 3, 1 << (i & 7)
+        if self.bits[byte] & bit:
+            return True
+        self.bits[byte] |= bit
+        return False
+
+
 class SqlStore(ABC):
     """SQL shared by the SQLite and PostgreSQL stores. Placeholders are written as ``?``."""
 
     url: str
     dialect: str
+    _seen: dict[int, NpiSet]
 
     # -- driver specifics ----------------------------------------------------------------------
     @abstractmethod
@@ -192,8 +225,8 @@ class SqlStore(ABC):
         occurrence wins). Returns the block as written.
         """
         if result.providers:
-            npis = [p[0] for p in result.providers]
-            dups = self._existing_stage_npis(npis)
+            seen = self._seen.setdefault(load_id, NpiSet())
+            dups = {p[0] for p in result.providers if seen.add(p[0])}
             if dups:
                 result = _drop_duplicates(result, dups)
         self._begin()
@@ -227,22 +260,15 @@ class SqlStore(ABC):
             raise
         return result
 
-    def _existing_stage_npis(self, npis: list[int]) -> set[int]:
-        found: set[int] = set()
-        for i in range(0, len(npis), 900):
-            chunk = npis[i : i + 900]
-            marks = ",".join("?" * len(chunk))
-            found.update(r[0] for r in self._query(f"SELECT npi FROM stage_providers WHERE npi IN ({marks})", chunk))
-        return found
-
     def finish_load(self, load_id: int, files: list[dict[str, Any]], timings: dict[str, float]) -> None:
         """Index the staging tables and swap them in, atomically; mark the load current."""
         t0 = time.perf_counter()
         prefix = f"ix{load_id}_"
         self._begin()
         try:
-            for name, table, cols in DATA_INDEXES:
-                self._exec(f"CREATE INDEX {prefix}{name} ON stage_{table} ({cols})")
+            for name, table, cols, unique in DATA_INDEXES:
+                kind = "UNIQUE INDEX" if unique else "INDEX"
+                self._exec(f"CREATE {kind} {prefix}{name} ON stage_{table} ({cols})")
             self._commit()
         except BaseException:
             self._rollback()
@@ -267,6 +293,7 @@ class SqlStore(ABC):
             raise
         finally:
             self._release_load_lock()
+            self._seen.pop(load_id, None)
         self._after_swap()
 
     def fail_load(self, load_id: int, message: str, files: list[dict[str, Any]] | None = None) -> None:
@@ -291,6 +318,7 @@ class SqlStore(ABC):
             raise
         finally:
             self._release_load_lock()
+            self._seen.pop(load_id, None)
 
     def record_unchanged(self, *, source: str, kind: str, release_date: str | None, checksum: str,
                          same_as: int) -> int:
@@ -352,13 +380,11 @@ class SqlStore(ABC):
         return [{"file": r[0], "line": r[1], "reason": r[2], "raw": r[3]} for r in rows]
 
     # -- reads ---------------------------------------------------------------------------------
-    def get_provider(self, npi: str | int) -> dict[str, Any] | None:
-        """The full provider document, with secondary locations, other names and endpoints."""
-        docs = self.get_providers([npi])
-        return docs[0] if docs else None
+    def get_stored(self, npis: Sequence[str | int]) -> list[StoredProvider]:
+        """Stored documents and their child rows for the NPIs that exist, in the order asked.
 
-    def get_providers(self, npis: Sequence[str | int]) -> list[dict[str, Any]]:
-        """Documents for the NPIs that exist, in the order asked (duplicates collapsed)."""
+        ``npistack.services.providers`` turns them into full provider documents.
+        """
         keys: list[int] = []
         for n in npis:
             try:
@@ -370,27 +396,17 @@ class SqlStore(ABC):
         if not keys:
             return []
         marks = ",".join("?" * len(keys))
-        docs = {r[0]: orjson.loads(r[1]) for r in self._query(
+        found = {r[0]: StoredProvider(orjson.loads(r[1]), []) for r in self._query(
             f"SELECT npi, doc FROM provider_docs WHERE npi IN ({marks})", keys)}
-        if not docs:
+        if not found:
             return []
-        extras = self._query(
+        for npi, kind, raw in self._query(
             f"SELECT npi, kind, doc FROM provider_extras WHERE npi IN ({marks}) ORDER BY npi, kind, seq", keys
-        )
-        for npi, kind, raw in extras:
-            doc = docs.get(npi)
-            if doc is None or doc.get("entityType") is None:
-                continue
-            item = orjson.loads(raw)
-            if kind == "location":
-                doc["practiceLocations"].append(item)
-            elif kind == "endpoint":
-                doc["endpoints"].append(item)
-            elif kind == "other_name":
-                seen = {(o.get("organizationName"), o.get("typeCode")) for o in doc["otherNames"]}
-                if (item.get("organizationName"), item.get("typeCode")) not in seen:
-                    doc["otherNames"].append(item)
-        return [docs[k] for k in keys if k in docs]
+        ):
+            sp = found.get(npi)
+            if sp is not None and sp.doc.get("entityType") is not None:
+                sp.extras.append((kind, orjson.loads(raw)))
+        return [found[k] for k in keys if k in found]
 
     def count_providers(self) -> int:
         return int(self._query("SELECT count(*) FROM providers")[0][0])

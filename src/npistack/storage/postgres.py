@@ -33,6 +33,7 @@ class PostgresStore(SqlStore):
             raise StoreError(f"cannot connect to PostgreSQL: {msg}") from None
         self._in_tx = False
         self._lock_conn: Any = None
+        self._seen = {}
         self.ensure_schema()
 
     def close(self) -> None:
@@ -131,9 +132,9 @@ class PostgresStore(SqlStore):
         p = prefix
         c = 'COLLATE "C"'
         return [
-            f"""CREATE TABLE {p}providers (npi BIGINT PRIMARY KEY, entity_type SMALLINT, status TEXT NOT NULL,
+            f"""CREATE TABLE {p}providers (npi BIGINT NOT NULL, entity_type SMALLINT, status TEXT NOT NULL,
                 last_updated TEXT, primary_taxonomy TEXT, practice_state TEXT)""",
-            f"CREATE TABLE {p}provider_docs (npi BIGINT PRIMARY KEY, doc TEXT NOT NULL)",
+            f"CREATE TABLE {p}provider_docs (npi BIGINT NOT NULL, doc TEXT NOT NULL)",
             f"""CREATE TABLE {p}provider_names (npi BIGINT NOT NULL, entity_type SMALLINT NOT NULL,
                 name_type TEXT NOT NULL, name_key TEXT {c} NOT NULL, first_key TEXT {c} NOT NULL)""",
             f"""CREATE TABLE {p}provider_taxonomies (npi BIGINT NOT NULL, slot SMALLINT NOT NULL,

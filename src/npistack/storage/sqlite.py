@@ -19,6 +19,7 @@ class SqliteStore(SqlStore):
         self.path = Path(path)
         self.url = f"sqlite:///{self.path}"
         self.read_only = read_only
+        self._seen = {}
         try:
             if read_only:
                 if not self.path.exists():
@@ -36,8 +37,12 @@ class SqliteStore(SqlStore):
         self.conn.execute("PRAGMA synchronous=NORMAL")
         self.conn.execute("PRAGMA cache_size=-262144")  # 256 MiB page cache
         self.conn.execute("PRAGMA temp_store=FILE")
-        self.conn.execute("PRAGMA mmap_size=1073741824")
+        # Readers map the file (fast lookups); a writer does not, so a load's RSS stays small.
+        self.conn.execute(f"PRAGMA mmap_size={1 << 30 if read_only else 0}")
         if not read_only:
+            # Checkpoint every ~64 MB of WAL rather than every 4 MB: a load commits once per block,
+            # and each checkpoint fsyncs.
+            self.conn.execute("PRAGMA wal_autocheckpoint=16384")
             self.ensure_schema()
 
     def close(self) -> None:
@@ -126,9 +131,9 @@ class SqliteStore(SqlStore):
     def _data_ddl(self, prefix: str) -> list[str]:
         p = prefix
         return [
-            f"""CREATE TABLE {p}providers (npi INTEGER PRIMARY KEY, entity_type INTEGER, status TEXT NOT NULL,
+            f"""CREATE TABLE {p}providers (npi INTEGER NOT NULL, entity_type INTEGER, status TEXT NOT NULL,
                 last_updated TEXT, primary_taxonomy TEXT, practice_state TEXT)""",
-            f"CREATE TABLE {p}provider_docs (npi INTEGER PRIMARY KEY, doc TEXT NOT NULL)",
+            f"CREATE TABLE {p}provider_docs (npi INTEGER NOT NULL, doc TEXT NOT NULL)",
             f"""CREATE TABLE {p}provider_names (npi INTEGER NOT NULL, entity_type INTEGER NOT NULL,
                 name_type TEXT NOT NULL, name_key TEXT NOT NULL, first_key TEXT NOT NULL)""",
             f"""CREATE TABLE {p}provider_taxonomies (npi INTEGER NOT NULL, slot INTEGER NOT NULL, code TEXT NOT NULL,
