@@ -18,9 +18,12 @@ def help_text(cmd: str) -> str:
 
 
 def main() -> None:
-    parts = ["# Command line\n", "Generated from the real `--help` output by `scripts/gen_cli_docs.py`.\n",
-             "Every error is one line on stderr (`error: ...`) with exit code 1; `NPISTACK_DEBUG=1` shows a "
-             "traceback instead.\n"]
+    parts = [
+        "# Command line\n",
+        "Generated from the real `--help` output by `scripts/gen_cli_docs.py`.\n",
+        "Every error is one line on stderr (`error: ...`) with exit code 1; `NPISTACK_DEBUG=1` shows a "
+        "traceback instead.\n",
+    ]
     for cmd in COMMANDS:
         parts.append(f"## npistack {cmd}".rstrip() + "\n")
         parts.append("```\n" + help_text(cmd) + "\n```\n")

@@ -15,9 +15,13 @@ PG_URL = os.environ.get("NPISTACK_TEST_POSTGRES_URL", "")
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
     lines = []
-    lines.append(f"postgres store tests: {'on (' + PG_URL + ')' if PG_URL else 'SKIPPED: NPISTACK_TEST_POSTGRES_URL not set'}")
+    lines.append(
+        f"postgres store tests: {'on (' + PG_URL + ')' if PG_URL else 'SKIPPED: NPISTACK_TEST_POSTGRES_URL not set'}"
+    )
     redis = os.environ.get("NPISTACK_TEST_REDIS_URL", "")
-    lines.append(f"redis tests: {'on (' + redis + ')' if redis else 'SKIPPED: NPISTACK_TEST_REDIS_URL not set'}")
+    lines.append(
+        f"redis tests: {'on (' + redis + ')' if redis else 'SKIPPED: NPISTACK_TEST_REDIS_URL not set'}"
+    )
     return lines
 
 

@@ -24,12 +24,21 @@ def quoted(fields: Sequence[str]) -> str:
 def npidata_row(**values: str) -> list[str]:
     """A canonical npidata row; keys are column names or short aliases below."""
     alias = {
-        "npi": "NPI", "entity": "Entity Type Code", "last": "Provider Last Name (Legal Name)",
-        "first": "Provider First Name", "middle": "Provider Middle Name", "credential": "Provider Credential Text",
-        "org": "Provider Organization Name (Legal Business Name)", "enumerated": "Provider Enumeration Date",
-        "updated": "Last Update Date", "deactivated": "NPI Deactivation Date",
-        "reactivated": "NPI Reactivation Date", "sex": SEX, "certified": "Certification Date",
-        "taxonomy": "Healthcare Provider Taxonomy Code_1", "license": "Provider License Number_1",
+        "npi": "NPI",
+        "entity": "Entity Type Code",
+        "last": "Provider Last Name (Legal Name)",
+        "first": "Provider First Name",
+        "middle": "Provider Middle Name",
+        "credential": "Provider Credential Text",
+        "org": "Provider Organization Name (Legal Business Name)",
+        "enumerated": "Provider Enumeration Date",
+        "updated": "Last Update Date",
+        "deactivated": "NPI Deactivation Date",
+        "reactivated": "NPI Reactivation Date",
+        "sex": SEX,
+        "certified": "Certification Date",
+        "taxonomy": "Healthcare Provider Taxonomy Code_1",
+        "license": "Provider License Number_1",
         "license_state": "Provider License Number State Code_1",
         "primary": "Healthcare Provider Primary Taxonomy Switch_1",
         "line1": "Provider First Line Business Practice Location Address",
@@ -39,12 +48,18 @@ def npidata_row(**values: str) -> list[str]:
         "zip": "Provider Business Practice Location Address Postal Code",
         "phone": "Provider Business Practice Location Address Telephone Number",
         "fax": "Provider Business Practice Location Address Fax Number",
-        "other_last": "Provider Other Last Name", "other_first": "Provider Other First Name",
+        "other_last": "Provider Other Last Name",
+        "other_first": "Provider Other First Name",
         "other_type": "Provider Other Last Name Type Code",
-        "other_org": "Provider Other Organization Name", "other_org_type": "Provider Other Organization Name Type Code",
+        "other_org": "Provider Other Organization Name",
+        "other_org_type": "Provider Other Organization Name Type Code",
     }
     row = dict.fromkeys(COLS, "")
-    defaults = {"Entity Type Code": "1", "Provider Enumeration Date": "05/23/2005", "Last Update Date": "01/02/2024"}
+    defaults = {
+        "Entity Type Code": "1",
+        "Provider Enumeration Date": "05/23/2005",
+        "Last Update Date": "01/02/2024",
+    }
     row.update(defaults)
     for k, v in values.items():
         col = alias.get(k, k)
@@ -55,17 +70,42 @@ def npidata_row(**values: str) -> list[str]:
 
 
 def individual(n: int, last: str = "SMITH", first: str = "JOHN", **kw: str) -> list[str]:
-    base = dict(npi=npi(n), entity="1", last=last, first=first, credential="M.D.", sex="M",
-                taxonomy="207R00000X", license=f"A{n:05d}", license_state="CA", primary="Y",
-                line1="100 MAIN STREET", line2="SUITE 200", city="SPRINGFIELD", state="IL", zip="627011234",
-                phone="2175551234", fax="2175559876")
+    base = dict(
+        npi=npi(n),
+        entity="1",
+        last=last,
+        first=first,
+        credential="M.D.",
+        sex="M",
+        taxonomy="207R00000X",
+        license=f"A{n:05d}",
+        license_state="CA",
+        primary="Y",
+        line1="100 MAIN STREET",
+        line2="SUITE 200",
+        city="SPRINGFIELD",
+        state="IL",
+        zip="627011234",
+        phone="2175551234",
+        fax="2175559876",
+    )
     base.update(kw)
     return npidata_row(**base)
 
 
 def organization(n: int, name: str = "ACME CLINIC LLC", **kw: str) -> list[str]:
-    base = dict(npi=npi(n, 1), entity="2", org=name, taxonomy="261QP2300X", primary="Y",
-                line1="1 HOSPITAL DRIVE", city="BOSTON", state="MA", zip="02114", phone="6175551000")
+    base = dict(
+        npi=npi(n, 1),
+        entity="2",
+        org=name,
+        taxonomy="261QP2300X",
+        primary="Y",
+        line1="1 HOSPITAL DRIVE",
+        city="BOSTON",
+        state="MA",
+        zip="02114",
+        phone="6175551000",
+    )
     base["Employer Identification Number (EIN)"] = "<UNAVAIL>"
     base["Authorized Official Last Name"] = "JONES"
     base["Authorized Official First Name"] = "MARY"
@@ -93,9 +133,16 @@ def write_file(path: Path, header: Sequence[str], rows: Iterable[Sequence[str] |
     return path
 
 
-def write_bundle(folder: Path, npidata: Iterable[Sequence[str] | str], *, pl: Iterable[Sequence[str]] = (),
-                 othername: Iterable[Sequence[str]] = (), endpoint: Iterable[Sequence[str]] = (),
-                 end: str = "20261108", header: Sequence[str] | None = None) -> Path:
+def write_bundle(
+    folder: Path,
+    npidata: Iterable[Sequence[str] | str],
+    *,
+    pl: Iterable[Sequence[str]] = (),
+    othername: Iterable[Sequence[str]] = (),
+    endpoint: Iterable[Sequence[str]] = (),
+    end: str = "20261108",
+    header: Sequence[str] | None = None,
+) -> Path:
     """A bundle folder with the four data files named as CMS names them."""
     folder.mkdir(parents=True, exist_ok=True)
     write_file(folder / f"npidata_pfile_20050523-{end}.csv", header or COLS, npidata)

@@ -34,7 +34,9 @@ def test_killed_load_leaves_old_data_and_rerun_completes(store_url: str, tmp_pat
     env = dict(os.environ, NPISTACK_DATABASE_URL=store_url)
     proc = subprocess.Popen(
         [sys.executable, "-m", "npistack.cli", "ingest", str(big), "--workers", "1"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
     )
     reader = open_store(store_url)
     try:

@@ -17,8 +17,9 @@ from tests.nppes_files import COLS, write_bundle
 def run(*args: str, db: Path, check: bool = True) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ, NPISTACK_DATABASE_URL=f"sqlite:///{db}", COLUMNS="200", NO_COLOR="1")
     env.pop("NPISTACK_DEBUG", None)
-    proc = subprocess.run([sys.executable, "-m", "npistack.cli", *args], env=env, capture_output=True, text=True,
-                          timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", "npistack.cli", *args], env=env, capture_output=True, text=True, timeout=300
+    )
     if check:
         assert proc.returncode == 0, proc.stderr
     return proc
@@ -47,8 +48,10 @@ def test_synth_ingest_and_read(tmp_path: Path) -> None:
     first = loads[1]
     assert first["is_current"] and first["rows_read"] == first["rows_loaded"] + first["rows_quarantined"]
     assert {f["kind"] for f in first["files"]} == {"npidata", "pl", "othername", "endpoint"}
-    assert all(len(f["crc32"]) == 8 and f["rows_read"] == f["rows_loaded"] + f["rows_quarantined"]
-               for f in first["files"])
+    assert all(
+        len(f["crc32"]) == 8 and f["rows_read"] == f["rows_loaded"] + f["rows_quarantined"]
+        for f in first["files"]
+    )
     assert "index_s" in first["timings"] and len(first["checksum"]) == 64
 
     stats = run("stats", db=db).stdout
@@ -66,12 +69,15 @@ def test_synth_ingest_and_read(tmp_path: Path) -> None:
     assert doc["npi"] == npi and doc["status"] in ("active", "deactivated")
 
 
-@pytest.mark.parametrize(("args", "expected"), [
-    (("show", "123"), "error: NPI '123' is not 10 digits"),
-    (("show", "1234567890"), "error: NPI 1234567890 fails the check digit"),
-    (("ingest", "/nonexistent/bundle.zip"), "error: /nonexistent/bundle.zip: no such file or folder"),
-    (("synth", "/tmp/x", "--variant", "v9"), "error: unknown --variant 'v9'"),
-])
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (("show", "123"), "error: NPI '123' is not 10 digits"),
+        (("show", "1234567890"), "error: NPI 1234567890 fails the check digit"),
+        (("ingest", "/nonexistent/bundle.zip"), "error: /nonexistent/bundle.zip: no such file or folder"),
+        (("synth", "/tmp/x", "--variant", "v9"), "error: unknown --variant 'v9'"),
+    ],
+)
 def test_errors_are_one_line(tmp_path: Path, args: tuple[str, ...], expected: str) -> None:
     line = one_line_error(run(*args, db=tmp_path / "s.db", check=False))
     assert line.startswith(expected), line
@@ -81,7 +87,10 @@ def test_show_before_any_load_and_unknown_npi(tmp_path: Path) -> None:
     db = tmp_path / "s.db"
     assert "no store at" in one_line_error(run("show", "1679576722", db=db, check=False))
     run("ingest", str(Path(__file__).parent / "data" / "npidata_sample.csv"), db=db)
-    assert one_line_error(run("show", "1234567893", db=db, check=False)) == "error: NPI 1234567893 is not in the store"
+    assert (
+        one_line_error(run("show", "1234567893", db=db, check=False))
+        == "error: NPI 1234567893 is not in the store"
+    )
 
 
 def test_unknown_layout_is_one_line(tmp_path: Path) -> None:
@@ -97,3 +106,21 @@ def test_weekly_bundle_is_refused_clearly(tmp_path: Path) -> None:
     next(folder.glob("npidata_pfile_*")).rename(weekly)
     line = one_line_error(run("ingest", str(weekly), db=tmp_path / "s.db", check=False))
     assert "weekly update bundle" in line
+
+
+def test_demo(tmp_path: Path) -> None:
+    proc = run("demo", "--rows", "3000", "--dir", str(tmp_path / "demo"), db=tmp_path / "unused.db")
+    out = proc.stdout
+    for step in (
+        "1. synthesize",
+        "2. ingest",
+        "3. ask the store",
+        "lookup",
+        "by license",
+        "name prefix",
+        "within 25 miles",
+        "quarantine",
+    ):
+        assert step in out, step
+    assert (tmp_path / "demo" / "npistack-demo.db").exists()
+    assert not (tmp_path / "unused.db").exists()  # the demo never touches the user's store

@@ -17,7 +17,11 @@ def test_every_setting_is_documented() -> None:
         assert field.description, f"{name} has no description"
         assert f"`NPISTACK_{name.upper()}`" in text, f"NPISTACK_{name.upper()} missing from docs/settings.md"
         assert field.description in text, f"docs/settings.md describes NPISTACK_{name.upper()} differently"
-    documented = set(re.findall(r"`NPISTACK_([A-Z_]+)`", text)) - {"DEBUG", "TEST_POSTGRES_URL", "TEST_REDIS_URL"}
+    documented = set(re.findall(r"`NPISTACK_([A-Z_]+)`", text)) - {
+        "DEBUG",
+        "TEST_POSTGRES_URL",
+        "TEST_REDIS_URL",
+    }
     assert documented == {n.upper() for n in Settings.model_fields}
 
 

@@ -50,13 +50,22 @@ def test_othername_with_created_date(tmp_path: Path) -> None:
     org = npi(5, 1)
     bundle = write_bundle(tmp_path / "b", [organization(5)])
     path = next(bundle.glob("othername_pfile_*"))
-    write_file(path, [*canonical_columns("othername"), OTHERNAME_CREATED],
-               [[org, "ACME URGENT CARE", "3", "06/01/2026"]])
+    write_file(
+        path,
+        [*canonical_columns("othername"), OTHERNAME_CREATED],
+        [[org, "ACME URGENT CARE", "3", "06/01/2026"]],
+    )
     store, summary = _load(tmp_path, bundle)
     assert summary.files[2].layout == "with-created-date"
     names = get_provider(store, org)["otherNames"]
-    assert names == [{"typeCode": "3", "type": "Doing Business As", "organizationName": "ACME URGENT CARE",
-                      "createdDate": "2026-06-01"}]
+    assert names == [
+        {
+            "typeCode": "3",
+            "type": "Doing Business As",
+            "organizationName": "ACME URGENT CARE",
+            "createdDate": "2026-06-01",
+        }
+    ]
     assert store.find_by_name("acme urgent") == [org]
 
 

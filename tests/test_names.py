@@ -3,11 +3,23 @@ import pytest
 from npistack.normalize.names import name_key, name_variants, normalize_credentials
 
 
-@pytest.mark.parametrize(("raw", "want"), [
-    ("M.D.", ("MD",)), ("MD", ("MD",)), ("M. D.", ("MD",)), ("D.O.", ("DO",)), ("RN, MSN, CPNP", ("RN", "MSN", "CPNP")),
-    ("MSW LICSW", ("MSW", "LICSW")), ("B.C.P.S., PH.D.", ("BCPS", "PHD")), ("FNP-C", ("FNP-C",)), ("", ()),
-    ("PT, DPT", ("PT", "DPT")), ("MD/PHD", ("MD", "PHD")), ("m.d.", ("MD",)),
-])
+@pytest.mark.parametrize(
+    ("raw", "want"),
+    [
+        ("M.D.", ("MD",)),
+        ("MD", ("MD",)),
+        ("M. D.", ("MD",)),
+        ("D.O.", ("DO",)),
+        ("RN, MSN, CPNP", ("RN", "MSN", "CPNP")),
+        ("MSW LICSW", ("MSW", "LICSW")),
+        ("B.C.P.S., PH.D.", ("BCPS", "PHD")),
+        ("FNP-C", ("FNP-C",)),
+        ("", ()),
+        ("PT, DPT", ("PT", "DPT")),
+        ("MD/PHD", ("MD", "PHD")),
+        ("m.d.", ("MD",)),
+    ],
+)
 def test_credentials(raw: str, want: tuple[str, ...]) -> None:
     assert normalize_credentials(raw) == want
 

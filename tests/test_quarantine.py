@@ -40,15 +40,22 @@ def test_accounting_with_broken_rows(store_url: str, tmp_path: Path) -> None:
             rows.append(bad[i][0])
     rows.append(individual(3, last="DUPLICATE"))  # same NPI as an earlier row
     pl_bad = [npi(1), "1 A ST"]  # wrong column count in a child file
-    bundle = write_bundle(tmp_path / "b", rows, pl=[pl_bad, [npi(1), "5 OAK AVENUE", "", "CHICAGO", "IL", "60601",
-                                                            "US", "3125550000", "", ""]])
+    bundle = write_bundle(
+        tmp_path / "b",
+        rows,
+        pl=[pl_bad, [npi(1), "5 OAK AVENUE", "", "CHICAGO", "IL", "60601", "US", "3125550000", "", ""]],
+    )
     store = open_store(store_url)
     try:
         summary = ingest(bundle, store, block_bytes=4096)  # several blocks per file
         by_kind = {f.kind: f for f in summary.files}
         main = by_kind["npidata"]
         assert (main.rows_read, main.rows_loaded, main.rows_quarantined) == (17, 9, 8)
-        assert (by_kind["pl"].rows_read, by_kind["pl"].rows_loaded, by_kind["pl"].rows_quarantined) == (2, 1, 1)
+        assert (by_kind["pl"].rows_read, by_kind["pl"].rows_loaded, by_kind["pl"].rows_quarantined) == (
+            2,
+            1,
+            1,
+        )
         for f in summary.files:
             assert f.rows_read == f.rows_loaded + f.rows_quarantined
         record = store.get_load(summary.load_id)

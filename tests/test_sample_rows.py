@@ -43,12 +43,19 @@ def test_individual_with_several_taxonomies(store: Any) -> None:
         (3, "207R00000X", "200101440", "NC", True),
     ]
     assert doc["primaryTaxonomy"] == {
-        "code": "207R00000X", "description": "Internal Medicine Physician", "state": "NC", "license": "200101440"
+        "code": "207R00000X",
+        "description": "Internal Medicine Physician",
+        "state": "NC",
+        "license": "200101440",
     }
     hosp = doc["taxonomies"][1]
-    assert hosp["classification"] == "Hospitalist" and hosp["grouping"] == "Allopathic & Osteopathic Physicians"
+    assert (
+        hosp["classification"] == "Hospitalist" and hosp["grouping"] == "Allopathic & Osteopathic Physicians"
+    )
     assert [(i["identifier"], i["typeCode"], i["type"], i["state"]) for i in doc["identifiers"]] == [
-        ("891330U", "05", "Medicaid", "NC"), ("PENDING", "05", "Medicaid", "SC")]
+        ("891330U", "05", "Medicaid", "NC"),
+        ("PENDING", "05", "Medicaid", "SC"),
+    ]
     loc = doc["practiceLocation"]
     assert loc["line1"] == "111 HOSPITAL DR" and loc["postalCode"] == "278862011"
     assert (loc["zip5"], loc["zip4"]) == ("27886", "2011")
@@ -68,8 +75,15 @@ def test_organization_with_authorized_official_and_unavail(store: Any) -> None:
     assert doc["ein"] is None  # <UNAVAIL>
     assert doc["otherNames"] == []  # <UNAVAIL> with type code 6 is no name
     assert doc["authorizedOfficial"] == {
-        "prefix": "MR.", "first": "MICHAEL", "middle": None, "last": "NAGOWSKI", "suffix": None,
-        "credential": None, "title": "CEO", "phone": "+19106096700", "phoneRaw": "9106096700",
+        "prefix": "MR.",
+        "first": "MICHAEL",
+        "middle": None,
+        "last": "NAGOWSKI",
+        "suffix": None,
+        "credential": None,
+        "title": "CEO",
+        "phone": "+19106096700",
+        "phoneRaw": "9106096700",
     }
     assert doc["organizationSubpart"] is False and doc["parentOrganization"] is None
     assert doc["sex"] is None and doc["soleProprietor"] is None
@@ -83,8 +97,10 @@ def test_group_taxonomy_text_after_code(store: Any) -> None:
     assert group == {"code": "193400000X", "description": "SINGLE SPECIALTY GROUP"}
 
 
-@pytest.mark.parametrize(("npi", "date"), [("1306849450", "2021-03-03"), ("1578566527", "2024-11-21"),
-                                           ("1891798849", "2017-11-13")])
+@pytest.mark.parametrize(
+    ("npi", "date"),
+    [("1306849450", "2021-03-03"), ("1578566527", "2024-11-21"), ("1891798849", "2017-11-13")],
+)
 def test_deactivated_stubs(store: Any, npi: str, date: str) -> None:
     doc = get_provider(store, npi)
     assert doc["status"] == "deactivated" and doc["deactivationDate"] == date
@@ -95,9 +111,18 @@ def test_reactivated_provider_with_former_name(store: Any) -> None:
     doc = get_provider(store, "1659374601")
     assert doc["status"] == "active"
     assert doc["deactivationDate"] == "2005-05-23" and doc["reactivationDate"] == "2005-05-24"
-    assert doc["otherNames"] == [{
-        "typeCode": "1", "type": "Former Name", "first": "WENDY", "middle": "NANETTE", "last": "TIPTON",
-        "prefix": "DR.", "suffix": None, "credential": "MD"}]
+    assert doc["otherNames"] == [
+        {
+            "typeCode": "1",
+            "type": "Former Name",
+            "first": "WENDY",
+            "middle": "NANETTE",
+            "last": "TIPTON",
+            "prefix": "DR.",
+            "suffix": None,
+            "credential": "MD",
+        }
+    ]
     # Searchable by the former name as well as the legal one.
     assert "1659374601" in store.find_by_name("tipton", "wen")
     assert "1659374601" in store.find_by_name("OBERD")

@@ -15,7 +15,15 @@ from typing import Annotated, Any
 import orjson
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, Progress, ProgressColumn, Task, TaskProgressColumn, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    Progress,
+    ProgressColumn,
+    Task,
+    TaskProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.table import Table
 from rich.text import Text
 
@@ -35,8 +43,12 @@ err = Console(stderr=True, highlight=False)
 
 DatabaseOpt = Annotated[
     str | None,
-    typer.Option("--database-url", "-d", help="Store URL (sqlite:///PATH or postgresql://...); "
-                 "default: NPISTACK_DATABASE_URL or the SQLite file in NPISTACK_DATA_DIR."),
+    typer.Option(
+        "--database-url",
+        "-d",
+        help="Store URL (sqlite:///PATH or postgresql://...); "
+        "default: NPISTACK_DATABASE_URL or the SQLite file in NPISTACK_DATA_DIR.",
+    ),
 ]
 
 
@@ -84,7 +96,9 @@ def _root(
 # -- ingest ------------------------------------------------------------------------------------
 
 
-def run_ingest(path: Path, database_url: str | None, *, workers: int, force: bool, quiet: bool = False) -> Any:
+def run_ingest(
+    path: Path, database_url: str | None, *, workers: int, force: bool, quiet: bool = False
+) -> Any:
     from npistack.ingest.load import ingest
     from npistack.nppes.reader import open_bundle
 
@@ -92,7 +106,7 @@ def run_ingest(path: Path, database_url: str | None, *, workers: int, force: boo
     store = _store(database_url)
     try:
         bundle = open_bundle(path)
-        sizes = {k: f.size for k, f in bundle.files.items()}
+        sizes: dict[str, int] = {k: f.size for k, f in bundle.files.items()}
         with _progress() as progress:
             if quiet:
                 progress.disable = True
@@ -106,8 +120,13 @@ def run_ingest(path: Path, database_url: str | None, *, workers: int, force: boo
                 progress.update(task, advance=nbytes, rows=done_rows)
 
             summary = ingest(
-                path, store, workers=workers or settings.ingest_workers, nucc_csv=settings.nucc_csv or None,
-                block_bytes=settings.ingest_block_bytes, force=force, progress=on_progress,
+                path,
+                store,
+                workers=workers or settings.ingest_workers,
+                nucc_csv=settings.nucc_csv or None,
+                block_bytes=settings.ingest_block_bytes,
+                force=force,
+                progress=on_progress,
             )
             for task in tasks.values():
                 progress.update(task, completed=progress.tasks[task].total)
@@ -125,8 +144,15 @@ def _print_summary(summary: Any) -> None:
         table.add_column(col, justify="left" if col in ("file", "layout") else "right")
     for f in summary.files:
         rate = f.rows_read / f.seconds if f.seconds else 0
-        table.add_row(f.name, f.layout, f"{f.rows_read:,}", f"{f.rows_loaded:,}", f"{f.rows_quarantined:,}",
-                      f"{f.seconds:.1f}", f"{rate:,.0f}")
+        table.add_row(
+            f.name,
+            f.layout,
+            f"{f.rows_read:,}",
+            f"{f.rows_loaded:,}",
+            f"{f.rows_quarantined:,}",
+            f"{f.seconds:.1f}",
+            f"{rate:,.0f}",
+        )
     out.print(table)
     out.print(
         f"[green]loaded[/] {summary.rows_loaded:,} of {summary.rows_read:,} rows "
@@ -138,7 +164,9 @@ def _print_summary(summary: Any) -> None:
 
 @app.command()
 def ingest(
-    path: Annotated[Path, typer.Argument(help="A CMS bundle: the zip, its extracted folder, or one data CSV.")],
+    path: Annotated[
+        Path, typer.Argument(help="A CMS bundle: the zip, its extracted folder, or one data CSV.")
+    ],
     database_url: DatabaseOpt = None,
     workers: Annotated[int, typer.Option(help="Transform processes (0: one per core).")] = 0,
     force: Annotated[bool, typer.Option(help="Load even if the same content is already current.")] = False,
@@ -173,11 +201,14 @@ def synth(
         def tick(k: int) -> None:
             progress.update(task, advance=k, rows=progress.tasks[task].fields["rows"] + k)
 
-        stats = write_bundle(out_dir, rows, seed, as_folder=folder, variant=variant, broken_rows=broken_rows,
-                             progress=tick)
+        stats = write_bundle(
+            out_dir, rows, seed, as_folder=folder, variant=variant, broken_rows=broken_rows, progress=tick
+        )
         progress.update(task, completed=rows, rows=rows)
-    out.print(f"wrote {stats.path} ({stats.providers:,} providers, {stats.pl_rows:,} secondary locations, "
-              f"{stats.othername_rows:,} other names, {stats.endpoint_rows:,} endpoints)")
+    out.print(
+        f"wrote {stats.path} ({stats.providers:,} providers, {stats.pl_rows:,} secondary locations, "
+        f"{stats.othername_rows:,} other names, {stats.endpoint_rows:,} endpoints)"
+    )
 
 
 # -- reads -------------------------------------------------------------------------------------
@@ -255,8 +286,16 @@ def _print_loads(loads: list[Any]) -> None:
         t.add_column(c, justify="right" if c in ("#", "read", "loaded", "quarantined") else "left")
     for ld in loads:
         status = ld.status + (" (current)" if ld.is_current else "")
-        t.add_row(str(ld.id), status, ld.release_date or "", f"{ld.rows_read:,}", f"{ld.rows_loaded:,}",
-                  f"{ld.rows_quarantined:,}", ld.started_at, Path(ld.source).name)
+        t.add_row(
+            str(ld.id),
+            status,
+            ld.release_date or "",
+            f"{ld.rows_read:,}",
+            f"{ld.rows_loaded:,}",
+            f"{ld.rows_quarantined:,}",
+            ld.started_at,
+            Path(ld.source).name,
+        )
     out.print(t)
 
 
@@ -273,14 +312,18 @@ def loads(
     finally:
         store.close()
     if as_json:
-        sys.stdout.write(orjson.dumps([r.as_dict() for r in records], option=orjson.OPT_INDENT_2).decode() + "\n")
+        sys.stdout.write(
+            orjson.dumps([r.as_dict() for r in records], option=orjson.OPT_INDENT_2).decode() + "\n"
+        )
     else:
         _print_loads(records)
 
 
 @app.command()
 def quarantine(
-    load_id: Annotated[int | None, typer.Argument(help="Load number (default: the latest load that ran).")] = None,
+    load_id: Annotated[
+        int | None, typer.Argument(help="Load number (default: the latest load that ran).")
+    ] = None,
     database_url: DatabaseOpt = None,
     limit: Annotated[int, typer.Option(help="How many rows to print.")] = 50,
 ) -> None:
@@ -321,15 +364,25 @@ def show_settings() -> None:
 @app.command()
 def demo(
     rows: Annotated[int, typer.Option("--rows", "-n", help="Synthetic providers to generate.")] = 50_000,
-    directory: Annotated[Path | None, typer.Option("--dir", help="Where to put the demo bundle and store "
-                                                   "(default: NPISTACK_DATA_DIR/demo).")] = None,
+    directory: Annotated[
+        Path | None,
+        typer.Option(
+            "--dir", help="Where to put the demo bundle and store (default: NPISTACK_DATA_DIR/demo)."
+        ),
+    ] = None,
     seed: Annotated[int, typer.Option(help="Random seed of the synthetic bundle.")] = 7,
 ) -> None:
     """Synthesize providers, ingest them, and show what npistack can do."""
     from npistack.services.demo import run_demo
 
-    run_demo(out, directory or (_settings().data_dir / "demo"), rows=rows, seed=seed, ingest_fn=run_ingest,
-             summary_fn=_print_summary)
+    run_demo(
+        out,
+        directory or (_settings().data_dir / "demo"),
+        rows=rows,
+        seed=seed,
+        ingest_fn=run_ingest,
+        summary_fn=_print_summary,
+    )
 
 
 def main() -> None:
@@ -358,8 +411,12 @@ def main() -> None:
             sys.exit(e.exit_code)  # type: ignore[attr-defined]
         if debug:
             raise
-        err.print(Text.assemble(("internal error: ", "red"),
-                                f"{type(e).__name__}: {e} (set NPISTACK_DEBUG=1 for a traceback)"), soft_wrap=True)
+        err.print(
+            Text.assemble(
+                ("internal error: ", "red"), f"{type(e).__name__}: {e} (set NPISTACK_DEBUG=1 for a traceback)"
+            ),
+            soft_wrap=True,
+        )
         sys.exit(2)
 
 

@@ -78,7 +78,9 @@ def _layout_for(kind: FileKind, header: tuple[str, ...]) -> Layout:
     return detect_layout(kind, header, kind)
 
 
-def _work(kind: FileKind, header: tuple[str, ...], start_line: int, block: bytes, ctx: Context) -> BlockResult:
+def _work(
+    kind: FileKind, header: tuple[str, ...], start_line: int, block: bytes, ctx: Context
+) -> BlockResult:
     layout = _layout_for(kind, header)
     return transform_block(kind, layout.remap, layout.width, start_line, decode_block(block), ctx)
 
@@ -103,11 +105,15 @@ class _Runner:
         self.workers = workers
         if workers > 1:
             self.pool = ProcessPoolExecutor(
-                max_workers=workers, mp_context=get_context("forkserver"), initializer=_warm, initargs=(nucc_csv,)
+                max_workers=workers,
+                mp_context=get_context("forkserver"),
+                initializer=_warm,
+                initargs=(nucc_csv,),
             )
 
-    def map(self, kind: FileKind, header: tuple[str, ...], blocks: Iterator[tuple[int, bytes]],
-            ctx: Context) -> Iterator[tuple[BlockResult, int]]:
+    def map(
+        self, kind: FileKind, header: tuple[str, ...], blocks: Iterator[tuple[int, bytes]], ctx: Context
+    ) -> Iterator[tuple[BlockResult, int]]:
         if self.pool is None:
             for start, block in blocks:
                 yield _work(kind, header, start, block, ctx), len(block)
@@ -167,10 +173,19 @@ def ingest(
     current = store.current_load()
     if current is not None and current.checksum == checksum and not force:
         load_id = store.record_unchanged(
-            source=str(bundle.source), kind=bundle.kind, release_date=release, checksum=checksum, same_as=current.id
+            source=str(bundle.source),
+            kind=bundle.kind,
+            release_date=release,
+            checksum=checksum,
+            same_as=current.id,
         )
         return LoadSummary(
-            load_id, "unchanged", str(bundle.source), release, checksum, seconds=time.perf_counter() - t_start,
+            load_id,
+            "unchanged",
+            str(bundle.source),
+            release,
+            checksum,
+            seconds=time.perf_counter() - t_start,
             message=f"already loaded: same content as load #{current.id}; nothing changed",
         )
 
@@ -179,7 +194,10 @@ def ingest(
         for kind, df in ((k, bundle.files[k]) for k in FILE_KINDS if k in bundle.files)
     ]
     load_id = store.begin_load(
-        source=str(bundle.source), kind=bundle.kind, release_date=release, checksum=checksum,
+        source=str(bundle.source),
+        kind=bundle.kind,
+        release_date=release,
+        checksum=checksum,
         files=[r.as_dict() for r in reports],
     )
     ctx = Context(load_id=load_id, release_date=release, nucc_csv=nucc_csv)

@@ -30,13 +30,13 @@ from typing import Any
 
 import orjson
 
-from npistack.nppes.layout import IDENTIFIER_SLOTS, TAXONOMY_SLOTS, FileKind, canonical_columns
-from npistack.nppes.npi import npi_problem
-from npistack.nppes.reader import parse_line
 from npistack.normalize.address import standardize_address
 from npistack.normalize.geo import zip_info
 from npistack.normalize.names import name_key, normalize_credentials
 from npistack.normalize.phone import normalize_phone
+from npistack.nppes.layout import IDENTIFIER_SLOTS, TAXONOMY_SLOTS, FileKind, canonical_columns
+from npistack.nppes.npi import npi_problem
+from npistack.nppes.reader import parse_line
 
 UNAVAIL = "<UNAVAIL>"
 
@@ -57,12 +57,18 @@ NPIDATA_WIDTH = 330
 
 _cols = canonical_columns("npidata")
 assert len(_cols) == NPIDATA_WIDTH
-assert _cols[ENUMERATED] == "Provider Enumeration Date" and _cols[AO_PHONE].startswith("Authorized Official Tele")
+assert _cols[ENUMERATED] == "Provider Enumeration Date" and _cols[AO_PHONE].startswith(
+    "Authorized Official Tele"
+)
 assert _cols[TAXO] == "Healthcare Provider Taxonomy Code_1" and _cols[IDENT] == "Other Provider Identifier_1"
-assert _cols[SOLE_PROP] == "Is Sole Proprietor" and _cols[TAXO_GROUP] == "Healthcare Provider Taxonomy Group_1"
+assert (
+    _cols[SOLE_PROP] == "Is Sole Proprietor" and _cols[TAXO_GROUP] == "Healthcare Provider Taxonomy Group_1"
+)
 assert _cols[CERTIFIED] == "Certification Date"
 
-WIDTHS: dict[FileKind, int] = {k: len(canonical_columns(k)) for k in ("npidata", "pl", "othername", "endpoint")}
+WIDTHS: dict[FileKind, int] = {
+    k: len(canonical_columns(k)) for k in ("npidata", "pl", "othername", "endpoint")
+}
 
 CELL_DEGREES = 0.1  # geo cell size used by radius search
 
@@ -73,7 +79,9 @@ class BadRow(ValueError):
 
 def geo_cell(lat: float, lon: float) -> int:
     """The integer id of the CELL_DEGREES grid cell holding a point."""
-    return int(math.floor((lat + 90.0) / CELL_DEGREES)) * 10000 + int(math.floor((lon + 180.0) / CELL_DEGREES))
+    return int(math.floor((lat + 90.0) / CELL_DEGREES)) * 10000 + int(
+        math.floor((lon + 180.0) / CELL_DEGREES)
+    )
 
 
 @dataclass
@@ -85,8 +93,12 @@ class BlockResult:
     # (npi, entity, status, updated, primary_code, practice_state, doc_json, line)
     providers: list[tuple[Any, ...]] = field(default_factory=list)
     names: list[tuple[Any, ...]] = field(default_factory=list)  # (npi, entity, name_type, key, first_key)
-    taxonomies: list[tuple[Any, ...]] = field(default_factory=list)  # (npi, slot, code, lic_key, lic_state, primary)
-    locations: list[tuple[Any, ...]] = field(default_factory=list)  # (npi, purpose, seq, city, state, zip5, cell, lat, lon)
+    taxonomies: list[tuple[Any, ...]] = field(
+        default_factory=list
+    )  # (npi, slot, code, lic_key, lic_state, primary)
+    locations: list[tuple[Any, ...]] = field(
+        default_factory=list
+    )  # (npi, purpose, seq, city, state, zip5, cell, lat, lon)
     extras: list[tuple[Any, ...]] = field(default_factory=list)  # (npi, kind, seq, doc)
     quarantine: list[tuple[int, str, str]] = field(default_factory=list)  # (line, reason, raw)
     # Rows refused after the block was transformed (duplicates of an earlier block), whose raw
@@ -148,18 +160,38 @@ def _address(f: list[str], at: int) -> tuple[dict[str, Any] | None, Any]:
     if not (line1 or city or postal):
         return None, None
     std = standardize_address(line1, line2, city, state, postal, country)
-    doc = _c(line1=line1, line2=line2, city=city, state=state, postalCode=postal, countryCode=country,
-             phone=normalize_phone(phone) if phone else None, phoneRaw=phone,
-             fax=normalize_phone(fax) if fax else None, faxRaw=fax,
-             std=_c(line1=std.line1, line2=std.line2, city=std.city, state=std.state, zip5=std.zip5, zip4=std.zip4))
+    doc = _c(
+        line1=line1,
+        line2=line2,
+        city=city,
+        state=state,
+        postalCode=postal,
+        countryCode=country,
+        phone=normalize_phone(phone) if phone else None,
+        phoneRaw=phone,
+        fax=normalize_phone(fax) if fax else None,
+        faxRaw=fax,
+        std=_c(
+            line1=std.line1, line2=std.line2, city=std.city, state=std.state, zip5=std.zip5, zip4=std.zip4
+        ),
+    )
     return doc, std
 
 
 def _location_row(npi: int, purpose: str, seq: int, std: Any) -> tuple[Any, ...]:
     info = zip_info(std.zip5) if std.zip5 and std.country == "US" else None
     if info:
-        return (npi, purpose, seq, name_key(std.city), std.state, std.zip5, geo_cell(info.lat, info.lon),
-                info.lat, info.lon)
+        return (
+            npi,
+            purpose,
+            seq,
+            name_key(std.city),
+            std.state,
+            std.zip5,
+            geo_cell(info.lat, info.lon),
+            info.lat,
+            info.lon,
+        )
     return (npi, purpose, seq, name_key(std.city), std.state, std.zip5, None, None, None)
 
 
@@ -179,9 +211,16 @@ def _taxonomies(f: list[str]) -> tuple[list[dict[str, Any]], dict[str, Any] | No
         at = TAXO + 4 * slot
         group = f[TAXO_GROUP + slot]
         group_code, _, group_text = group.partition(" ")
-        out.append(_c(slot=slot + 1, code=f[at].upper(), license=f[at + 1], licenseState=f[at + 2],
-                      primarySwitch=f[at + 3],
-                      group=_c(code=group_code, description=" ".join(group_text.split())) if group else None))
+        out.append(
+            _c(
+                slot=slot + 1,
+                code=f[at].upper(),
+                license=f[at + 1],
+                licenseState=f[at + 2],
+                primarySwitch=f[at + 3],
+                group=_c(code=group_code, description=" ".join(group_text.split())) if group else None,
+            )
+        )
     primary = next((t for t in out if t.get("primarySwitch") == "Y"), None)
     if primary is None:
         primary = next((t for t in out if t.get("code")), None)
@@ -223,8 +262,14 @@ def transform_provider(f: list[str], line: int, ctx: Context, out: BlockResult) 
     if not entity:
         if not deactivated:
             raise BadRow("Entity Type Code is blank and the row is not a deactivated NPI")
-        doc = _c(npi=npi_s, status="deactivated", deactivationDate=deactivated,
-                 deactivationReasonCode=f[DEACT_REASON], replacementNpi=f[REPLACEMENT], release=release)
+        doc = _c(
+            npi=npi_s,
+            status="deactivated",
+            deactivationDate=deactivated,
+            deactivationReasonCode=f[DEACT_REASON],
+            replacementNpi=f[REPLACEMENT],
+            release=release,
+        )
         out.providers.append((npi, None, "deactivated", None, None, None, orjson.dumps(doc).decode(), line))
         return
     if entity not in ("1", "2"):
@@ -248,14 +293,31 @@ def transform_provider(f: list[str], line: int, ctx: Context, out: BlockResult) 
 
     if etype == 1:
         first, last = f[FIRST], f[LAST]
-        name = _c(first=first, middle=f[MIDDLE], last=last, prefix=f[PREFIX], suffix=f[SUFFIX],
-                  credential=f[CREDENTIAL], credentials=list(normalize_credentials(f[CREDENTIAL])))
+        name = _c(
+            first=first,
+            middle=f[MIDDLE],
+            last=last,
+            prefix=f[PREFIX],
+            suffix=f[SUFFIX],
+            credential=f[CREDENTIAL],
+            credentials=list(normalize_credentials(f[CREDENTIAL])),
+        )
         names.append((npi, 1, "legal", name_key(last), name_key(first)))
         if f[OTHER_LAST] or f[OTHER_FIRST]:
-            other_names.append(_c(typeCode=f[OTHER_LAST_TYPE], first=f[OTHER_FIRST], middle=f[OTHER_MIDDLE],
-                                  last=f[OTHER_LAST], prefix=f[OTHER_PREFIX], suffix=f[OTHER_SUFFIX],
-                                  credential=f[OTHER_CRED]))
-            names.append((npi, 1, "other", name_key(f[OTHER_LAST] or last), name_key(f[OTHER_FIRST] or first)))
+            other_names.append(
+                _c(
+                    typeCode=f[OTHER_LAST_TYPE],
+                    first=f[OTHER_FIRST],
+                    middle=f[OTHER_MIDDLE],
+                    last=f[OTHER_LAST],
+                    prefix=f[OTHER_PREFIX],
+                    suffix=f[OTHER_SUFFIX],
+                    credential=f[OTHER_CRED],
+                )
+            )
+            names.append(
+                (npi, 1, "other", name_key(f[OTHER_LAST] or last), name_key(f[OTHER_FIRST] or first))
+            )
     else:
         organization_name = _s(f[ORG_NAME])
         if organization_name:
@@ -267,14 +329,30 @@ def transform_provider(f: list[str], line: int, ctx: Context, out: BlockResult) 
 
     ao = None
     if f[AO_LAST] or f[AO_FIRST]:
-        ao = _c(prefix=f[AO_PREFIX], first=f[AO_FIRST], middle=f[AO_MIDDLE], last=f[AO_LAST], suffix=f[AO_SUFFIX],
-                credential=f[AO_CRED], title=f[AO_TITLE],
-                phone=normalize_phone(f[AO_PHONE]) if f[AO_PHONE] else None, phoneRaw=f[AO_PHONE])
+        ao = _c(
+            prefix=f[AO_PREFIX],
+            first=f[AO_FIRST],
+            middle=f[AO_MIDDLE],
+            last=f[AO_LAST],
+            suffix=f[AO_SUFFIX],
+            credential=f[AO_CRED],
+            title=f[AO_TITLE],
+            phone=normalize_phone(f[AO_PHONE]) if f[AO_PHONE] else None,
+            phoneRaw=f[AO_PHONE],
+        )
         names.append((npi, etype, "ao", name_key(f[AO_LAST]), name_key(f[AO_FIRST])))
 
     for t in taxonomies:
-        out.taxonomies.append((npi, t["slot"], t.get("code", ""), license_key(t.get("license", "")),
-                               t.get("licenseState", ""), 1 if t.get("primary") else 0))
+        out.taxonomies.append(
+            (
+                npi,
+                t["slot"],
+                t.get("code", ""),
+                license_key(t.get("license", "")),
+                t.get("licenseState", ""),
+                1 if t.get("primary") else 0,
+            )
+        )
     if mailing_std is not None:
         out.locations.append(_location_row(npi, "mailing", 0, mailing_std))
     if practice_std is not None:
@@ -282,17 +360,42 @@ def transform_provider(f: list[str], line: int, ctx: Context, out: BlockResult) 
 
     parent = _c(name=f[PARENT_LBN], tin=_s(f[PARENT_TIN]))
     doc = _c(
-        npi=npi_s, entityType=f"NPI-{etype}", status=status, deactivationDate=deactivated,
-        deactivationReasonCode=f[DEACT_REASON], reactivationDate=reactivated, replacementNpi=replacement,
-        name=name, organizationName=organization_name, otherNames=other_names, ein=_s(f[EIN]),
-        authorizedOfficial=ao, organizationSubpart=YES_NO.get(f[SUBPART]), parentOrganization=parent or None,
-        sex=f[SEX], soleProprietor=YES_NO.get(f[SOLE_PROP]), taxonomies=taxonomies,
-        identifiers=_identifiers(f), mailingAddress=mailing, practiceLocation=practice,
-        enumerationDate=enumerated, lastUpdated=updated, certificationDate=certified, release=release,
+        npi=npi_s,
+        entityType=f"NPI-{etype}",
+        status=status,
+        deactivationDate=deactivated,
+        deactivationReasonCode=f[DEACT_REASON],
+        reactivationDate=reactivated,
+        replacementNpi=replacement,
+        name=name,
+        organizationName=organization_name,
+        otherNames=other_names,
+        ein=_s(f[EIN]),
+        authorizedOfficial=ao,
+        organizationSubpart=YES_NO.get(f[SUBPART]),
+        parentOrganization=parent or None,
+        sex=f[SEX],
+        soleProprietor=YES_NO.get(f[SOLE_PROP]),
+        taxonomies=taxonomies,
+        identifiers=_identifiers(f),
+        mailingAddress=mailing,
+        practiceLocation=practice,
+        enumerationDate=enumerated,
+        lastUpdated=updated,
+        certificationDate=certified,
+        release=release,
     )
     out.providers.append(
-        (npi, etype, status, updated, primary.get("code") if primary else None,
-         practice_std.state or None if practice_std is not None else None, orjson.dumps(doc).decode(), line)
+        (
+            npi,
+            etype,
+            status,
+            updated,
+            primary.get("code") if primary else None,
+            practice_std.state or None if practice_std is not None else None,
+            orjson.dumps(doc).decode(),
+            line,
+        )
     )
 
 
@@ -311,10 +414,22 @@ def transform_location(f: list[str], line: int, ctx: Context, out: BlockResult) 
     npi = _child_npi(f)
     line1, line2, city, state, postal, country, phone, ext, fax = f[1:10]
     std = standardize_address(line1, line2, city, state, postal, country)
-    doc = _c(line1=line1, line2=line2, city=city, state=state, postalCode=postal, countryCode=country,
-             phone=normalize_phone(phone) if phone else None, phoneRaw=phone, phoneExtension=ext,
-             fax=normalize_phone(fax) if fax else None, faxRaw=fax,
-             std=_c(line1=std.line1, line2=std.line2, city=std.city, state=std.state, zip5=std.zip5, zip4=std.zip4))
+    doc = _c(
+        line1=line1,
+        line2=line2,
+        city=city,
+        state=state,
+        postalCode=postal,
+        countryCode=country,
+        phone=normalize_phone(phone) if phone else None,
+        phoneRaw=phone,
+        phoneExtension=ext,
+        fax=normalize_phone(fax) if fax else None,
+        faxRaw=fax,
+        std=_c(
+            line1=std.line1, line2=std.line2, city=std.city, state=std.state, zip5=std.zip5, zip4=std.zip4
+        ),
+    )
     out.extras.append((npi, "location", line, orjson.dumps(doc).decode()))
     out.locations.append(_location_row(npi, "secondary", line, std))
 
@@ -334,15 +449,44 @@ def transform_other_name(f: list[str], line: int, ctx: Context, out: BlockResult
 def transform_endpoint(f: list[str], line: int, ctx: Context, out: BlockResult) -> None:
     """One endpoint_pfile row: an electronic endpoint (Direct address, FHIR URL, ...)."""
     npi = _child_npi(f)
-    (etype, etype_desc, endpoint, affiliation, desc, aff_lbn, use, use_desc, use_other, ctype, cdesc,
-     cother, a1, a2, city, state, country, postal) = f[1:19]
+    (
+        etype,
+        etype_desc,
+        endpoint,
+        affiliation,
+        desc,
+        aff_lbn,
+        use,
+        use_desc,
+        use_other,
+        ctype,
+        cdesc,
+        cother,
+        a1,
+        a2,
+        city,
+        state,
+        country,
+        postal,
+    ) = f[1:19]
     if not endpoint:
         raise BadRow("Endpoint is blank")
-    doc = _c(endpointType=etype, endpointTypeDescription=etype_desc, endpoint=endpoint, endpointDescription=desc,
-             affiliation=YES_NO.get(affiliation), affiliationName=aff_lbn, use=use, useDescription=use_desc,
-             useOtherDescription=use_other, contentType=ctype, contentTypeDescription=cdesc,
-             contentOtherDescription=cother,
-             address=_c(line1=a1, line2=a2, city=city, state=state, countryCode=country, postalCode=postal) or None)
+    doc = _c(
+        endpointType=etype,
+        endpointTypeDescription=etype_desc,
+        endpoint=endpoint,
+        endpointDescription=desc,
+        affiliation=YES_NO.get(affiliation),
+        affiliationName=aff_lbn,
+        use=use,
+        useDescription=use_desc,
+        useOtherDescription=use_other,
+        contentType=ctype,
+        contentTypeDescription=cdesc,
+        contentOtherDescription=cother,
+        address=_c(line1=a1, line2=a2, city=city, state=state, countryCode=country, postalCode=postal)
+        or None,
+    )
     out.extras.append((npi, "endpoint", line, orjson.dumps(doc).decode()))
 
 
@@ -388,7 +532,9 @@ def transform_block(
             if npi.isdigit() and len(npi) == 10:
                 n = int(npi)
                 if n in seen:
-                    out.quarantine.append((line, f"duplicate NPI {npi} (an earlier row of this file has it)", raw))
+                    out.quarantine.append(
+                        (line, f"duplicate NPI {npi} (an earlier row of this file has it)", raw)
+                    )
                     continue
         marks = _marks(out)
         try:

@@ -52,8 +52,12 @@ def zip_table() -> dict[str, ZipInfo]:
             return {r[0]: ZipInfo(*r) for r in rows}
         except (OSError, pickle.UnpicklingError, EOFError, TypeError):
             if attempt == 0:
-                subprocess.run([sys.executable, "-c", "from npistack.normalize.geo import write_cache; write_cache()"],
-                               check=False, capture_output=True, timeout=120)
+                subprocess.run(
+                    [sys.executable, "-c", "from npistack.normalize.geo import write_cache; write_cache()"],
+                    check=False,
+                    capture_output=True,
+                    timeout=120,
+                )
     return build_table()
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 import re
 import zipfile
 import zlib
@@ -35,7 +36,21 @@ FULL_START = "20050523"  # every full replacement file starts its date range her
 _MONTHS = {
     m: i
     for i, m in enumerate(
-        "january february march april may june july august september october november december".split(), 1
+        [
+            "january",
+            "february",
+            "march",
+            "april",
+            "may",
+            "june",
+            "july",
+            "august",
+            "september",
+            "october",
+            "november",
+            "december",
+        ],
+        1,
     )
 }
 _ZIP_MONTH_RE = re.compile(r"_(?P<month>[A-Za-z]+)_(?P<year>\d{4})(?:_V\d)?\.zip$")
@@ -102,7 +117,7 @@ def _header_kind(first_line: bytes) -> FileKind | None:
     return kind_from_header(header)
 
 
-def open_bundle(path: str | Path) -> Bundle:
+def open_bundle(path: str | os.PathLike[str]) -> Bundle:
     """Recognise a bundle at ``path``: a CMS zip, a folder of CSVs, or a single data CSV."""
     p = Path(path)
     if not p.exists():
@@ -124,8 +139,17 @@ def open_bundle(path: str | Path) -> Bundle:
                     kind = _header_kind(_read_first_line(fh))
             if kind:
                 start, end = _dates(f.name)
-                add(DataFile(kind, str(f.relative_to(p)), f.stat().st_size, _crc_of_path(f), start, end,
-                             opener=_path_opener(f)))
+                add(
+                    DataFile(
+                        kind,
+                        str(f.relative_to(p)),
+                        f.stat().st_size,
+                        _crc_of_path(f),
+                        start,
+                        end,
+                        opener=_path_opener(f),
+                    )
+                )
     elif zipfile.is_zipfile(p):
         try:
             zf = zipfile.ZipFile(p)
@@ -138,8 +162,17 @@ def open_bundle(path: str | Path) -> Bundle:
                 kind = kind_from_filename(info.filename)
                 if kind:
                     start, end = _dates(info.filename)
-                    add(DataFile(kind, info.filename, info.file_size, info.CRC, start, end,
-                                 opener=_zip_opener(p, info.filename)))
+                    add(
+                        DataFile(
+                            kind,
+                            info.filename,
+                            info.file_size,
+                            info.CRC,
+                            start,
+                            end,
+                            opener=_zip_opener(p, info.filename),
+                        )
+                    )
     elif p.suffix.lower() == ".csv" or p.is_file():
         kind = kind_from_filename(p.name)
         if kind is None:
@@ -153,8 +186,8 @@ def open_bundle(path: str | Path) -> Bundle:
         raise SourceError(f"{p}: no NPPES data files found (expected npidata_pfile_*.csv and friends)")
     main = files.get("npidata")
     any_file = main or next(iter(files.values()))
-    kind = "weekly" if any_file.start and any_file.start != FULL_START else "full"
-    return Bundle(source=p, files=files, release_date=_release_date(p, any_file), kind=kind)
+    bundle_kind = "weekly" if any_file.start and any_file.start != FULL_START else "full"
+    return Bundle(source=p, files=files, release_date=_release_date(p, any_file), kind=bundle_kind)
 
 
 def _release_date(p: Path, f: DataFile) -> date | None:

@@ -32,9 +32,11 @@ def run_demo(
     console.rule("[bold]1. synthesize a CMS-format bundle")
     t0 = time.perf_counter()
     stats = write_bundle(directory, rows, seed, broken_rows=max(3, rows // 10_000))
-    console.print(f"{stats.path.name}: {stats.providers:,} providers ({stats.individuals:,} individuals, "
-                  f"{stats.organizations:,} organizations, {stats.deactivated:,} deactivated), "
-                  f"{stats.broken_rows} deliberately broken rows, in {time.perf_counter() - t0:.1f} s")
+    console.print(
+        f"{stats.path.name}: {stats.providers:,} providers ({stats.individuals:,} individuals, "
+        f"{stats.organizations:,} organizations, {stats.deactivated:,} deactivated), "
+        f"{stats.broken_rows} deliberately broken rows, in {time.perf_counter() - t0:.1f} s"
+    )
 
     console.rule("[bold]2. ingest it")
     summary = ingest_fn(stats.path, url, workers=0, force=False)
@@ -67,34 +69,45 @@ def _show(console: Console, store: Any) -> None:
     if sample:
         pt = sample["primaryTaxonomy"] or {}
         loc = sample.get("practiceLocation") or {}
-        console.print(f"[bold]lookup[/] NPI {sample['npi']}: {sample['name']['full']} · {pt.get('description')} "
-                      f"· license {pt.get('license')} ({pt.get('state')}) · {len(sample['taxonomies'])} taxonomies")
+        console.print(
+            f"[bold]lookup[/] NPI {sample['npi']}: {sample['name']['full']} · {pt.get('description')} "
+            f"· license {pt.get('license')} ({pt.get('state')}) · {len(sample['taxonomies'])} taxonomies"
+        )
         std = loc.get("standardized") or {}
-        console.print(f"  practice: {std.get('line1')} {std.get('line2') or ''}, {std.get('city')} "
-                      f"{std.get('state')} {std.get('zip5')} · phone {loc.get('phone')} · fax {loc.get('fax')} "
-                      f"· {loc.get('latitude')},{loc.get('longitude')} ({loc.get('county')}, {loc.get('timeZone')})")
+        console.print(
+            f"  practice: {std.get('line1')} {std.get('line2') or ''}, {std.get('city')} "
+            f"{std.get('state')} {std.get('zip5')} · phone {loc.get('phone')} · fax {loc.get('fax')} "
+            f"· {loc.get('latitude')},{loc.get('longitude')} ({loc.get('county')}, {loc.get('timeZone')})"
+        )
         if pt.get("license"):
             found = store.find_by_license(pt["license"], pt.get("state"))
             console.print(f"[bold]by license[/] {pt['license']} {pt.get('state')}: {', '.join(found[:5])}")
 
     t0 = time.perf_counter()
     smiths = store.find_by_name("SMI", limit=1000)
-    console.print(f"[bold]name prefix[/] 'smi': {len(smiths):,} providers "
-                  f"({(time.perf_counter() - t0) * 1000:.1f} ms)")
+    console.print(
+        f"[bold]name prefix[/] 'smi': {len(smiths):,} providers ({(time.perf_counter() - t0) * 1000:.1f} ms)"
+    )
     if stats["top_specialties"]:
         code = stats["top_specialties"][0]["code"]
-        console.print(f"[bold]by taxonomy[/] {code}: {len(store.find_by_taxonomy(code, limit=100_000)):,} providers")
+        console.print(
+            f"[bold]by taxonomy[/] {code}: {len(store.find_by_taxonomy(code, limit=100_000)):,} providers"
+        )
     if stats["top_states"]:
         state = stats["top_states"][0]["state"]
-        console.print(f"[bold]by state[/] {state}: {len(store.find_by_location(state=state, limit=100_000)):,} "
-                      "providers with an address there")
+        console.print(
+            f"[bold]by state[/] {state}: {len(store.find_by_location(state=state, limit=100_000)):,} "
+            "providers with an address there"
+        )
     if sample and (sample.get("practiceLocation") or {}).get("zip5"):
         z = zip_info(sample["practiceLocation"]["zip5"])
         if z:
             t0 = time.perf_counter()
             near = store.find_near(z.lat, z.lon, 25, limit=10)
-            table = Table(title=f"within 25 miles of {z.zip5} {z.city.title()}, {z.state} "
-                          f"({(time.perf_counter() - t0) * 1000:.1f} ms)")
+            table = Table(
+                title=f"within 25 miles of {z.zip5} {z.city.title()}, {z.state} "
+                f"({(time.perf_counter() - t0) * 1000:.1f} ms)"
+            )
             table.add_column("NPI")
             table.add_column("name")
             table.add_column("miles", justify="right")
@@ -106,6 +119,8 @@ def _show(console: Console, store: Any) -> None:
     current = store.current_load()
     if current and current.rows_quarantined:
         bad = store.quarantined(current.id, limit=3)
-        console.print(f"[bold]quarantine[/] {current.rows_quarantined} rows kept aside with their reason, e.g.:")
+        console.print(
+            f"[bold]quarantine[/] {current.rows_quarantined} rows kept aside with their reason, e.g.:"
+        )
         for r in bad:
             console.print(f"  line {r['line']}: {r['reason']}", markup=False)

@@ -20,8 +20,19 @@ from npistack.storage.base import SqlStore, StoredProvider
 
 SOURCE = {"name": "NPPES", "version": "2.1"}
 NAME_KEYS = ("first", "middle", "last", "prefix", "suffix", "credential")
-ADDRESS_KEYS = ("line1", "line2", "city", "state", "postalCode", "countryCode", "phone", "phoneRaw",
-                "phoneExtension", "fax", "faxRaw")
+ADDRESS_KEYS = (
+    "line1",
+    "line2",
+    "city",
+    "state",
+    "postalCode",
+    "countryCode",
+    "phone",
+    "phoneRaw",
+    "phoneExtension",
+    "fax",
+    "faxRaw",
+)
 STD_KEYS = ("line1", "line2", "city", "state", "zip5", "zip4")
 
 
@@ -29,9 +40,10 @@ def _nucc() -> dict[str, Taxonomy]:
     return load_nucc(get_settings().nucc_csv or None)
 
 
-def full_name(first: str | None, middle: str | None, last: str | None, suffix: str | None,
-              credential: str | None) -> str:
-    """"JOHN A SMITH JR, M.D." (the contract's ``name.full``)."""
+def full_name(
+    first: str | None, middle: str | None, last: str | None, suffix: str | None, credential: str | None
+) -> str:
+    """ "JOHN A SMITH JR, M.D." (the contract's ``name.full``)."""
     name = " ".join(p for p in (first, middle, last, suffix) if p)
     return f"{name}, {credential}" if credential else name
 
@@ -95,7 +107,8 @@ def _endpoint(stored: dict[str, Any]) -> dict[str, Any]:
     address = stored.get("address")
     return {
         "endpointType": etype,
-        "endpointTypeDescription": stored.get("endpointTypeDescription") or ENDPOINT_TYPES.get((etype or "").upper()),
+        "endpointTypeDescription": stored.get("endpointTypeDescription")
+        or ENDPOINT_TYPES.get((etype or "").upper()),
         "endpoint": stored.get("endpoint"),
         "endpointDescription": stored.get("endpointDescription"),
         "affiliation": stored.get("affiliation"),
@@ -106,7 +119,9 @@ def _endpoint(stored: dict[str, Any]) -> dict[str, Any]:
         "contentType": stored.get("contentType"),
         "contentTypeDescription": stored.get("contentTypeDescription"),
         "contentOtherDescription": stored.get("contentOtherDescription"),
-        "address": {k: address.get(k) for k in ("line1", "line2", "city", "state", "countryCode", "postalCode")}
+        "address": {
+            k: address.get(k) for k in ("line1", "line2", "city", "state", "countryCode", "postalCode")
+        }
         if address
         else None,
     }
@@ -120,7 +135,9 @@ def expand(sp: StoredProvider, nucc: dict[str, Taxonomy] | None = None) -> dict[
     name_src = d.get("name") or {}
     if entity == "NPI-1":
         name = {k: name_src.get(k) for k in NAME_KEYS}
-        name["full"] = full_name(name["first"], name["middle"], name["last"], name["suffix"], name["credential"])
+        name["full"] = full_name(
+            name["first"], name["middle"], name["last"], name["suffix"], name["credential"]
+        )
     else:
         name = dict.fromkeys(NAME_KEYS)
         name["full"] = d.get("organizationName")
@@ -160,8 +177,12 @@ def expand(sp: StoredProvider, nucc: dict[str, Taxonomy] | None = None) -> dict[
         "organizationName": d.get("organizationName"),
         "otherNames": other_names,
         "ein": d.get("ein"),
-        "authorizedOfficial": {k: ao.get(k) for k in (*NAME_KEYS[:3], "prefix", "suffix", "credential", "title",
-                                                      "phone", "phoneRaw")} if ao else None,
+        "authorizedOfficial": {
+            k: ao.get(k)
+            for k in (*NAME_KEYS[:3], "prefix", "suffix", "credential", "title", "phone", "phoneRaw")
+        }
+        if ao
+        else None,
         "organizationSubpart": d.get("organizationSubpart"),
         "parentOrganization": {"name": parent.get("name"), "tin": parent.get("tin")} if parent else None,
         "sex": d.get("sex"),
@@ -176,9 +197,13 @@ def expand(sp: StoredProvider, nucc: dict[str, Taxonomy] | None = None) -> dict[
         else None,
         "taxonomies": taxonomies,
         "identifiers": [
-            {"identifier": i.get("identifier"), "typeCode": i.get("typeCode"),
-             "type": IDENTIFIER_TYPES.get(i.get("typeCode") or "", "Unknown"), "state": i.get("state"),
-             "issuer": i.get("issuer")}
+            {
+                "identifier": i.get("identifier"),
+                "typeCode": i.get("typeCode"),
+                "type": IDENTIFIER_TYPES.get(i.get("typeCode") or "", "Unknown"),
+                "state": i.get("state"),
+                "issuer": i.get("issuer"),
+            }
             for i in d.get("identifiers") or []
         ],
         "mailingAddress": expand_address(d.get("mailingAddress"), "mailing"),

@@ -19,7 +19,9 @@ def open_store(url: str, *, read_only: bool = False) -> SqlStore:
     if url.startswith("sqlite:"):
         # SQLAlchemy's convention: sqlite:///relative.db and sqlite:////absolute/path.db
         if not url.startswith("sqlite:///"):
-            raise ConfigError(f"database URL {url!r}: write sqlite:///relative/path or sqlite:////absolute/path")
+            raise ConfigError(
+                f"database URL {url!r}: write sqlite:///relative/path or sqlite:////absolute/path"
+            )
         path = unquote(urlparse(url).path)[1:]
         if not path:
             raise ConfigError(f"database URL {url!r} has no file path")

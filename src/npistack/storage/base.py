@@ -12,6 +12,7 @@ Two kinds of tables live in a store:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -167,7 +168,7 @@ class SqlStore(ABC):
     def _insert_returning_id(self, sql: str, params: Sequence[Any]) -> int:
         return int(self._query(sql + " RETURNING id", params)[0][0])
 
-    def _after_swap(self) -> None:
+    def _after_swap(self) -> None:  # noqa: B027 - an optional hook, empty by default
         """Hook for backend housekeeping after a swap (statistics, checkpoints)."""
 
     # -- schema --------------------------------------------------------------------------------
@@ -180,7 +181,9 @@ class SqlStore(ABC):
                 for stmt in self._data_ddl(""):
                     self._exec(stmt)
             if not self._query("SELECT value FROM meta WHERE key = 'schema_version'"):
-                self._exec("INSERT INTO meta (key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+                self._exec(
+                    "INSERT INTO meta (key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
+                )
             self._commit()
         except BaseException:
             self._rollback()
@@ -232,9 +235,14 @@ class SqlStore(ABC):
         self._begin()
         try:
             if result.providers:
-                self._bulk_insert("stage_providers", DATA_TABLES["providers"], (p[:6] for p in result.providers))
-                self._bulk_insert("stage_provider_docs", DATA_TABLES["provider_docs"],
-                                  ((p[0], p[6]) for p in result.providers))
+                self._bulk_insert(
+                    "stage_providers", DATA_TABLES["providers"], (p[:6] for p in result.providers)
+                )
+                self._bulk_insert(
+                    "stage_provider_docs",
+                    DATA_TABLES["provider_docs"],
+                    ((p[0], p[6]) for p in result.providers),
+                )
             for table, rows in (
                 ("provider_names", result.names),
                 ("provider_taxonomies", result.taxonomies),
@@ -298,10 +306,8 @@ class SqlStore(ABC):
 
     def fail_load(self, load_id: int, message: str, files: list[dict[str, Any]] | None = None) -> None:
         """Mark a load failed and drop its staging tables; the live data is untouched."""
-        try:
+        with contextlib.suppress(Exception):  # nothing to roll back
             self._rollback()
-        except Exception:  # noqa: BLE001 - nothing to roll back
-            pass
         self._begin()
         try:
             for table in DATA_TABLES:
@@ -309,7 +315,9 @@ class SqlStore(ABC):
             params: tuple[Any, ...] = (utcnow(), message[:2000], load_id)
             sql = "UPDATE loads SET status = 'failed', finished_at = ?, message = ? WHERE id = ?"
             if files is not None:
-                sql = "UPDATE loads SET status = 'failed', finished_at = ?, message = ?, files = ? WHERE id = ?"
+                sql = (
+                    "UPDATE loads SET status = 'failed', finished_at = ?, message = ?, files = ? WHERE id = ?"
+                )
                 params = (utcnow(), message[:2000], json.dumps(files), load_id)
             self._exec(sql, params)
             self._commit()
@@ -320,15 +328,24 @@ class SqlStore(ABC):
             self._release_load_lock()
             self._seen.pop(load_id, None)
 
-    def record_unchanged(self, *, source: str, kind: str, release_date: str | None, checksum: str,
-                         same_as: int) -> int:
+    def record_unchanged(
+        self, *, source: str, kind: str, release_date: str | None, checksum: str, same_as: int
+    ) -> int:
         """Record a load that was skipped because the same content is already current."""
         now = utcnow()
         return self._insert_returning_id(
             "INSERT INTO loads (kind, status, source, release_date, checksum, started_at, finished_at, files,"
             " timings, rows_read, rows_loaded, rows_quarantined, is_current, message)"
             " VALUES (?, 'unchanged', ?, ?, ?, ?, ?, '[]', '{}', 0, 0, 0, 0, ?)",
-            (kind, source, release_date, checksum, now, now, f"same content as load #{same_as}; nothing changed"),
+            (
+                kind,
+                source,
+                release_date,
+                checksum,
+                now,
+                now,
+                f"same content as load #{same_as}; nothing changed",
+            ),
         )
 
     _LOAD_COLS = (
@@ -338,16 +355,29 @@ class SqlStore(ABC):
 
     def _load_from_row(self, r: tuple[Any, ...]) -> LoadRecord:
         return LoadRecord(
-            id=r[0], kind=r[1], status=r[2], source=r[3], release_date=r[4], checksum=r[5],
-            started_at=str(r[6]), finished_at=str(r[7]) if r[7] else None, rows_read=r[8], rows_loaded=r[9],
-            rows_quarantined=r[10], files=json.loads(r[11] or "[]"), timings=json.loads(r[12] or "{}"),
-            message=r[13], is_current=bool(r[14]),
+            id=r[0],
+            kind=r[1],
+            status=r[2],
+            source=r[3],
+            release_date=r[4],
+            checksum=r[5],
+            started_at=str(r[6]),
+            finished_at=str(r[7]) if r[7] else None,
+            rows_read=r[8],
+            rows_loaded=r[9],
+            rows_quarantined=r[10],
+            files=json.loads(r[11] or "[]"),
+            timings=json.loads(r[12] or "{}"),
+            message=r[13],
+            is_current=bool(r[14]),
         )
 
     def loads(self, limit: int = 20, status: str | None = None) -> list[LoadRecord]:
         """Most recent loads first."""
         where, params = ("WHERE status = ?", [status]) if status else ("", [])
-        rows = self._query(f"SELECT {self._LOAD_COLS} FROM loads {where} ORDER BY id DESC LIMIT ?", [*params, limit])
+        rows = self._query(
+            f"SELECT {self._LOAD_COLS} FROM loads {where} ORDER BY id DESC LIMIT ?", [*params, limit]
+        )
         return [self._load_from_row(r) for r in rows]
 
     def get_load(self, load_id: int) -> LoadRecord | None:
@@ -355,7 +385,9 @@ class SqlStore(ABC):
         return self._load_from_row(rows[0]) if rows else None
 
     def current_load(self) -> LoadRecord | None:
-        rows = self._query(f"SELECT {self._LOAD_COLS} FROM loads WHERE is_current = 1 ORDER BY id DESC LIMIT 1")
+        rows = self._query(
+            f"SELECT {self._LOAD_COLS} FROM loads WHERE is_current = 1 ORDER BY id DESC LIMIT 1"
+        )
         return self._load_from_row(rows[0]) if rows else None
 
     def add_quarantine(self, load_id: int, file_name: str, rows: list[tuple[int, str, str]]) -> None:
@@ -396,8 +428,10 @@ class SqlStore(ABC):
         if not keys:
             return []
         marks = ",".join("?" * len(keys))
-        found = {r[0]: StoredProvider(orjson.loads(r[1]), []) for r in self._query(
-            f"SELECT npi, doc FROM provider_docs WHERE npi IN ({marks})", keys)}
+        found = {
+            r[0]: StoredProvider(orjson.loads(r[1]), [])
+            for r in self._query(f"SELECT npi, doc FROM provider_docs WHERE npi IN ({marks})", keys)
+        }
         if not found:
             return []
         for npi, kind, raw in self._query(
@@ -423,7 +457,8 @@ class SqlStore(ABC):
             )
         else:
             rows = self._query(
-                "SELECT DISTINCT npi FROM provider_taxonomies WHERE license_key = ? ORDER BY npi LIMIT ?", (key, limit)
+                "SELECT DISTINCT npi FROM provider_taxonomies WHERE license_key = ? ORDER BY npi LIMIT ?",
+                (key, limit),
             )
         return [str(r[0]) for r in rows]
 
@@ -482,7 +517,9 @@ class SqlStore(ABC):
             params.append(name_key(city))
         if not clauses:
             raise StoreError("find_by_location needs a city, state or ZIP")
-        sql = f"SELECT DISTINCT npi FROM provider_locations WHERE {' AND '.join(clauses)} ORDER BY npi LIMIT ?"
+        sql = (
+            f"SELECT DISTINCT npi FROM provider_locations WHERE {' AND '.join(clauses)} ORDER BY npi LIMIT ?"
+        )
         return [str(r[0]) for r in self._query(sql, [*params, limit])]
 
     def find_near(self, lat: float, lon: float, miles: float, *, limit: int = 50) -> list[tuple[str, float]]:
@@ -546,8 +583,12 @@ def _cells_in_box(min_lat: float, max_lat: float, min_lon: float, max_lon: float
 
 def _drop_duplicates(result: BlockResult, dups: set[int]) -> BlockResult:
     """Move rows whose NPI was loaded by an earlier block to quarantine (first occurrence wins)."""
-    kept = BlockResult(result.kind, rows_read=result.rows_read, quarantine=list(result.quarantine),
-                       deferred=list(result.deferred))
+    kept = BlockResult(
+        result.kind,
+        rows_read=result.rows_read,
+        quarantine=list(result.quarantine),
+        deferred=list(result.deferred),
+    )
     for p in result.providers:
         if p[0] in dups:
             kept.deferred.append((p[7], f"duplicate NPI {p[0]:010d} (an earlier row of this file has it)"))

@@ -23,13 +23,17 @@ class SqliteStore(SqlStore):
         try:
             if read_only:
                 if not self.path.exists():
-                    raise StoreError(f"no store at {self.path} (run `npistack ingest` or `npistack demo` first)")
+                    raise StoreError(
+                        f"no store at {self.path} (run `npistack ingest` or `npistack demo` first)"
+                    )
                 self.conn = sqlite3.connect(
                     f"file:{self.path}?mode=ro", uri=True, isolation_level=None, check_same_thread=False
                 )
             else:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
-                self.conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
+                self.conn = sqlite3.connect(
+                    self.path, isolation_level=None, check_same_thread=False, timeout=30
+                )
                 self.conn.execute("PRAGMA journal_mode=WAL")
         except sqlite3.Error as e:
             raise StoreError(f"cannot open SQLite store {self.path}: {e}") from None
