@@ -45,16 +45,17 @@ def run_demo(
     console.rule("[bold]3. ask the store")
     store = open_store(url, read_only=True)
     try:
-        _show(console, store)
+        example = _show(console, store)
     finally:
         store.close()
     console.rule("[bold]try it yourself")
     console.print(f"  npistack stats --database-url {url}")
-    console.print(f"  npistack show NPI --database-url {url}")
+    console.print(f"  npistack show {example or 'NPI'} --database-url {url}")
     console.print(f"  npistack quarantine --database-url {url}")
 
 
-def _show(console: Console, store: Any) -> None:
+def _show(console: Console, store: Any) -> str | None:
+    """Print what the store answers; returns an NPI worth showing."""
     stats = store.stats(top=5)
     total = sum(r["count"] for r in stats["by_type"])
     console.print(f"{total:,} providers in the store")
@@ -124,3 +125,4 @@ def _show(console: Console, store: Any) -> None:
         )
         for r in bad:
             console.print(f"  line {r['line']}: {r['reason']}", markup=False)
+    return sample["npi"] if sample else None
