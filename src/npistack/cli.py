@@ -371,8 +371,13 @@ def demo(
         ),
     ] = None,
     seed: Annotated[int, typer.Option(help="Random seed of the synthetic bundle.")] = 7,
+    serve: Annotated[
+        bool, typer.Option("--serve/--no-serve", help="Start the API server at the end (Ctrl-C stops it).")
+    ] = True,
+    port: Annotated[int, typer.Option("--port", help="Port of the demo server.")] = 8000,
 ) -> None:
-    """Synthesize providers, ingest them, and show what npistack can do."""
+    """Synthesize providers, ingest them, show what the store answers, then serve the API with a key."""
+    from npistack.cli_api import run_server
     from npistack.services.demo import run_demo
 
     run_demo(
@@ -382,7 +387,12 @@ def demo(
         seed=seed,
         ingest_fn=run_ingest,
         summary_fn=_print_summary,
+        serve_fn=(lambda url: run_server(database_url=url, port=port, host="127.0.0.1")) if serve else None,
+        port=port,
     )
+
+
+from npistack import cli_api as _cli_api  # noqa: E402,F401  (registers serve, keys, plans)
 
 
 def main() -> None:

@@ -48,6 +48,51 @@ class Settings(BaseSettings):
         description="Bytes of a data file handed to a transform worker at a time (its rows are committed together).",
     )
 
+    redis_url: str = Field(
+        default="",
+        description=(
+            "redis://host:port/db for quota and rate-limit counters shared by every server process. "
+            "Empty keeps the counters in the database (exact too, but slower under load)."
+        ),
+    )
+    api_host: str = Field(default="127.0.0.1", description="Address `npistack serve` listens on.")
+    api_port: int = Field(default=8000, ge=1, le=65535, description="Port `npistack serve` listens on.")
+    api_workers: int = Field(
+        default=1, ge=1, description="Server processes `npistack serve` starts (they share counters exactly)."
+    )
+    upstream_url: str = Field(
+        default="https://npiregistry.cms.hhs.gov/api/",
+        description=(
+            "A CMS-compatible registry API (`?version=2.1`) asked for NPIs missing from the store and to "
+            "revalidate stale ones. Empty means offline: the store alone answers."
+        ),
+    )
+    offline: bool | None = Field(
+        default=None,
+        description=(
+            "true: never call the upstream; false: always may; unset: offline when the upstream's host "
+            "does not resolve at start-up (a machine without network)."
+        ),
+    )
+    upstream_timeout_s: float = Field(
+        default=5.0, gt=0, description="Seconds before an upstream request counts as failed (502)."
+    )
+    cache_ttl_days: int = Field(
+        default=40,
+        ge=0,
+        description=(
+            "Age (days since the NPPES release it came from, or since it was fetched) under which a "
+            "provider is a cache `hit`; older is `stale`."
+        ),
+    )
+    cms_require_key: bool = Field(
+        default=False,
+        description="Require an API key (and meter credits) on the CMS-compatible endpoint `/api/`.",
+    )
+    access_log: bool = Field(
+        default=True, description="Write one JSON line per request to stderr (never contains keys)."
+    )
+
     def resolved_database_url(self) -> str:
         if self.database_url:
             return self.database_url

@@ -98,7 +98,7 @@ class BlockResult:
     )  # (npi, slot, code, lic_key, lic_state, primary)
     locations: list[tuple[Any, ...]] = field(
         default_factory=list
-    )  # (npi, purpose, seq, city, state, zip5, cell, lat, lon)
+    )  # (npi, purpose, seq, city, state, zip5, cell, lat, lon, postal, country)
     extras: list[tuple[Any, ...]] = field(default_factory=list)  # (npi, kind, seq, doc)
     quarantine: list[tuple[int, str, str]] = field(default_factory=list)  # (line, reason, raw)
     # Rows refused after the block was transformed (duplicates of an earlier block), whose raw
@@ -178,8 +178,17 @@ def _address(f: list[str], at: int) -> tuple[dict[str, Any] | None, Any]:
     return doc, std
 
 
-def _location_row(npi: int, purpose: str, seq: int, std: Any) -> tuple[Any, ...]:
+def postal_key(postal: str, std: Any) -> str:
+    """The searchable postal code of an address: ZIP5 + ZIP+4 (5 or 9 digits) for a domestic address,
+    the published code in upper case without spaces or punctuation for a foreign one."""
+    if std.country == "US":
+        return std.zip5 + std.zip4 if std.zip5 else ""
+    return "".join(ch for ch in postal.upper() if ch.isalnum())
+
+
+def _location_row(npi: int, purpose: str, seq: int, std: Any, postal: str) -> tuple[Any, ...]:
     info = zip_info(std.zip5) if std.zip5 and std.country == "US" else None
+    key, country = postal_key(postal, std), std.country or "US"
     if info:
         return (
             npi,
@@ -191,8 +200,10 @@ def _location_row(npi: int, purpose: str, seq: int, std: Any) -> tuple[Any, ...]
             geo_cell(info.lat, info.lon),
             info.lat,
             info.lon,
+            key,
+            country,
         )
-    return (npi, purpose, seq, name_key(std.city), std.state, std.zip5, None, None, None)
+    return (npi, purpose, seq, name_key(std.city), std.state, std.zip5, None, None, None, key, country)
 
 
 def license_key(value: str) -> str:
@@ -354,9 +365,9 @@ def transform_provider(f: list[str], line: int, ctx: Context, out: BlockResult) 
             )
         )
     if mailing_std is not None:
-        out.locations.append(_location_row(npi, "mailing", 0, mailing_std))
+        out.locations.append(_location_row(npi, "mailing", 0, mailing_std, f[MAIL + 4]))
     if practice_std is not None:
-        out.locations.append(_location_row(npi, "primary", 1, practice_std))
+        out.locations.append(_location_row(npi, "primary", 1, practice_std, f[PRACTICE + 4]))
 
     parent = _c(name=f[PARENT_LBN], tin=_s(f[PARENT_TIN]))
     doc = _c(
@@ -431,7 +442,7 @@ def transform_location(f: list[str], line: int, ctx: Context, out: BlockResult) 
         ),
     )
     out.extras.append((npi, "location", line, orjson.dumps(doc).decode()))
-    out.locations.append(_location_row(npi, "secondary", line, std))
+    out.locations.append(_location_row(npi, "secondary", line, std, postal))
 
 
 def transform_other_name(f: list[str], line: int, ctx: Context, out: BlockResult) -> None:

@@ -23,6 +23,8 @@ def run_demo(
     seed: int,
     ingest_fn: Callable[..., Any],
     summary_fn: Callable[[Any], None],
+    serve_fn: Callable[[str], None] | None = None,
+    port: int = 8000,
 ) -> None:
     from npistack.nppes.synth import write_bundle
 
@@ -48,10 +50,38 @@ def run_demo(
         example = _show(console, store)
     finally:
         store.close()
+    console.rule("[bold]4. an API key")
+    from npistack.services.accounts import Accounts
+    from npistack.storage.accounts import AccountsDb
+
+    db = AccountsDb(url)
+    try:
+        key, rec = Accounts(db).create_key(name="demo", plan="growth")
+    finally:
+        db.close()
+    console.print(f"created key {rec.prefix}… on plan {rec.plan} (shown once, only its hash is stored):")
+    console.print(f"  {key}", markup=False)
+    base = f"http://127.0.0.1:{port}"
     console.rule("[bold]try it yourself")
-    console.print(f"  npistack stats --database-url {url}")
-    console.print(f"  npistack show {example or 'NPI'} --database-url {url}")
-    console.print(f"  npistack quarantine --database-url {url}")
+    auth = f'-H "Authorization: Bearer {key}"'
+    console.print(
+        f"  curl -s {auth} {base}/api/v1/npi/{example or '1234567893'}", markup=False, soft_wrap=True
+    )
+    console.print(
+        f"  curl -s {auth} '{base}/api/v1/providers/search?last_name=smi*&state=CA&limit=5'",
+        markup=False,
+        soft_wrap=True,
+    )
+    console.print(
+        f"  curl -s '{base}/api/?version=2.1&last_name=smith&city=chicago&state=IL&pretty=on'",
+        markup=False,
+        soft_wrap=True,
+    )
+    console.print(f"  npistack stats --database-url {url}", markup=False, soft_wrap=True)
+    console.print(f"  interactive docs: {base}/docs", markup=False)
+    if serve_fn is not None:
+        console.rule("[bold]5. serving (Ctrl-C to stop)")
+        serve_fn(url)
 
 
 def _show(console: Console, store: Any) -> str | None:

@@ -3,9 +3,10 @@
 Two kinds of tables live in a store:
 
 - **data tables** (``providers``, ``provider_docs``, ``provider_names``, ``provider_taxonomies``,
-  ``provider_locations``, ``provider_extras``): the NPPES data. A full load writes them as
-  ``stage_*`` tables, builds their indexes, then swaps them in with one transaction, so readers see
-  the old data until the commit and a killed load leaves the old data untouched.
+  ``provider_locations``, ``provider_extras``, and ``provider_name_keys`` derived from the names):
+  the NPPES data. A full load writes them as ``stage_*`` tables, builds the derived table and the
+  indexes, then swaps them in with one transaction, so readers see the old data until the commit
+  and a killed load leaves the old data untouched.
 - **app tables** (``loads``, ``quarantine``, ``meta``; later keys, usage, webhooks): npistack's own
   state. No data load ever drops or rewrites them.
 """
@@ -21,13 +22,14 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
 from npistack.errors import LoadError, StoreError
-from npistack.ingest.transform import CELL_DEGREES, BlockResult, geo_cell
-from npistack.normalize.geo import bounding_box, haversine_miles
+from npistack.ingest.transform import BlockResult
+from npistack.normalize.geo import haversine_miles
+from npistack.storage.search import PRACTICE, SearchSql, cell_ranges
 
 SCHEMA_VERSION = 1
 
@@ -36,26 +38,61 @@ DATA_TABLES: dict[str, tuple[str, ...]] = {
     "provider_docs": ("npi", "doc"),
     "provider_names": ("npi", "entity_type", "name_type", "name_key", "first_key"),
     "provider_taxonomies": ("npi", "slot", "code", "license_key", "license_state", "is_primary"),
-    "provider_locations": ("npi", "purpose", "seq", "city_key", "state", "zip5", "cell", "lat", "lon"),
+    "provider_locations": (
+        "npi",
+        "purpose",
+        "seq",
+        "city_key",
+        "state",
+        "zip5",
+        "cell",
+        "lat",
+        "lon",
+        "postal",
+        "country",
+    ),
     "provider_extras": ("npi", "kind", "seq", "doc"),
+    # Derived at the end of a load: every distinct name key per class (1 individuals' names,
+    # 2 organizations' names, 3 authorized officials' names), the vocabulary of fuzzy search.
+    "provider_name_keys": ("klass", "name_key"),
 }
 
-# Indexes built on the staging tables at the end of a load: (name, table, columns, unique).
-# Staging tables are append-only (rows arrive in NPPES order, not NPI order): building indexes
-# once at the end is a sort, where maintaining them during the load would rewrite random pages.
-DATA_INDEXES: tuple[tuple[str, str, str, bool], ...] = (
-    ("providers_npi", "providers", "npi", True),
-    ("docs_npi", "provider_docs", "npi", True),
-    ("names_key", "provider_names", "name_key, first_key", False),
-    ("names_npi", "provider_names", "npi", False),
-    ("taxo_code", "provider_taxonomies", "code", False),
-    ("taxo_license", "provider_taxonomies", "license_key, license_state", False),
-    ("taxo_npi", "provider_taxonomies", "npi", False),
-    ("loc_city", "provider_locations", "state, city_key", False),
-    ("loc_zip", "provider_locations", "zip5", False),
-    ("loc_cell", "provider_locations", "cell", False),
-    ("loc_npi", "provider_locations", "npi", False),
-    ("extras_npi", "provider_extras", "npi, kind, seq", False),
+# Derived tables, filled from the staging tables before the indexes are built.
+DERIVED_SQL: tuple[str, ...] = (
+    "INSERT INTO stage_provider_name_keys (klass, name_key) SELECT DISTINCT"
+    " CASE WHEN name_type = 'ao' THEN 3 ELSE entity_type END, name_key FROM stage_provider_names"
+    " WHERE name_key <> ''",
+)
+
+
+class DataIndex(NamedTuple):
+    name: str
+    table: str
+    columns: str
+    unique: bool = False
+    where: str = ""  # a partial index
+
+# Indexes built on the staging tables at the end of a load. Staging tables are append-only (rows
+# arrive in NPPES order, not NPI order): building indexes once at the end is a sort, where
+# maintaining them during the load would rewrite random pages. Search reads most of them as
+# covering indexes (every column it needs is in the index), see storage/search.py.
+DATA_INDEXES: tuple[DataIndex, ...] = (
+    DataIndex("providers_npi", "providers", "npi", unique=True),
+    DataIndex("docs_npi", "provider_docs", "npi", unique=True),
+    DataIndex("names_key", "provider_names", "name_key, first_key, name_type, entity_type, npi"),
+    DataIndex("names_first", "provider_names", "first_key, name_type, entity_type, npi"),
+    DataIndex("names_npi", "provider_names", "npi"),
+    DataIndex("name_keys", "provider_name_keys", "klass, name_key"),
+    DataIndex("taxo_code", "provider_taxonomies", "code, npi"),
+    DataIndex("taxo_license", "provider_taxonomies", "license_key, license_state"),
+    DataIndex("taxo_npi", "provider_taxonomies", "npi, code"),
+    DataIndex("loc_state", "provider_locations", "state, city_key"),
+    DataIndex("loc_city", "provider_locations", "city_key, state"),
+    DataIndex("loc_postal", "provider_locations", "postal"),
+    DataIndex("loc_foreign", "provider_locations", "country", where="country <> 'US'"),
+    DataIndex("loc_cell", "provider_locations", "cell, purpose, lat, lon, npi"),
+    DataIndex("loc_npi", "provider_locations", "npi, purpose, state, city_key, postal, country"),
+    DataIndex("extras_npi", "provider_extras", "npi, kind, seq"),
 )
 
 
@@ -118,7 +155,7 @@ class NpiSet:
         return False
 
 
-class SqlStore(ABC):
+class SqlStore(SearchSql, ABC):
     """SQL shared by the SQLite and PostgreSQL stores. Placeholders are written as ``?``."""
 
     url: str
@@ -274,9 +311,12 @@ class SqlStore(ABC):
         prefix = f"ix{load_id}_"
         self._begin()
         try:
-            for name, table, cols, unique in DATA_INDEXES:
-                kind = "UNIQUE INDEX" if unique else "INDEX"
-                self._exec(f"CREATE {kind} {prefix}{name} ON stage_{table} ({cols})")
+            for stmt in DERIVED_SQL:
+                self._exec(stmt)
+            for ix in DATA_INDEXES:
+                kind = "UNIQUE INDEX" if ix.unique else "INDEX"
+                where = f" WHERE {ix.where}" if ix.where else ""
+                self._exec(f"CREATE {kind} {prefix}{ix.name} ON stage_{ix.table} ({ix.columns}){where}")
             self._commit()
         except BaseException:
             self._rollback()
@@ -507,8 +547,9 @@ class SqlStore(ABC):
 
         clauses, params = [], []
         if zip5:
-            clauses.append("zip5 = ?")
-            params.append(zip5[:5])
+            lo, hi = prefix_range(zip5[:5])
+            clauses.append("postal >= ? AND postal < ? AND country = 'US'")
+            params += [lo, hi]
         if state:
             clauses.append("state = ?")
             params.append(state.upper())
@@ -524,20 +565,18 @@ class SqlStore(ABC):
 
     def find_near(self, lat: float, lon: float, miles: float, *, limit: int = 50) -> list[tuple[str, float]]:
         """(npi, miles) of providers with a practice location within ``miles``, nearest first."""
-        min_lat, max_lat, min_lon, max_lon = bounding_box(lat, lon, miles)
-        cells = _cells_in_box(min_lat, max_lat, min_lon, max_lon)
+        ranges, (min_lat, max_lat, _, _) = cell_ranges(lat, lon, miles)
+        cells = " OR ".join("cell BETWEEN ? AND ?" for _ in ranges)
+        rows = self._query(
+            f"SELECT npi, lat, lon FROM provider_locations WHERE ({cells}) AND purpose IN (?, ?)"
+            " AND lat BETWEEN ? AND ?",
+            [*(c for r in ranges for c in r), *PRACTICE, min_lat, max_lat],
+        )
         best: dict[int, float] = {}
-        for i in range(0, len(cells), 500):
-            chunk = cells[i : i + 500]
-            rows = self._query(
-                f"SELECT npi, lat, lon FROM provider_locations WHERE cell IN ({','.join('?' * len(chunk))})"
-                " AND purpose <> 'mailing' AND lat BETWEEN ? AND ? AND lon BETWEEN ? AND ?",
-                [*chunk, min_lat, max_lat, min_lon, max_lon],
-            )
-            for npi, plat, plon in rows:
-                d = haversine_miles(lat, lon, plat, plon)
-                if d <= miles and d < best.get(npi, float("inf")):
-                    best[npi] = d
+        for npi, plat, plon in rows:
+            d = haversine_miles(lat, lon, plat, plon)
+            if d <= miles and d < best.get(npi, float("inf")):
+                best[npi] = d
         ranked = sorted(best.items(), key=lambda kv: (kv[1], kv[0]))[:limit]
         return [(str(n), round(d, 3)) for n, d in ranked]
 
@@ -565,20 +604,6 @@ class SqlStore(ABC):
             "top_states": [{"state": r[0], "count": r[1]} for r in states],
             "rows": counts,
         }
-
-
-def _cells_in_box(min_lat: float, max_lat: float, min_lon: float, max_lon: float) -> list[int]:
-    cells = []
-    lat = min_lat
-    lat_steps = int((max_lat - min_lat) / CELL_DEGREES) + 2
-    lon_steps = int((max_lon - min_lon) / CELL_DEGREES) + 2
-    for i in range(lat_steps):
-        la = min(min_lat + i * CELL_DEGREES, max_lat)
-        for j in range(lon_steps):
-            lo = min(min_lon + j * CELL_DEGREES, max_lon)
-            cells.append(geo_cell(la, lo))
-    del lat
-    return sorted(set(cells))
 
 
 def _drop_duplicates(result: BlockResult, dups: set[int]) -> BlockResult:

@@ -109,7 +109,13 @@ class PostgresStore(SqlStore):
         return bool(rows[0][0])
 
     def _after_swap(self) -> None:
-        for table in ("providers", "provider_names", "provider_taxonomies", "provider_locations"):
+        for table in (
+            "providers",
+            "provider_names",
+            "provider_taxonomies",
+            "provider_locations",
+            "provider_name_keys",
+        ):
             self._exec(f"ANALYZE {table}")
 
     def _app_ddl(self) -> list[str]:
@@ -142,7 +148,8 @@ class PostgresStore(SqlStore):
                 is_primary SMALLINT NOT NULL)""",
             f"""CREATE TABLE {p}provider_locations (npi BIGINT NOT NULL, purpose TEXT NOT NULL, seq BIGINT NOT NULL,
                 city_key TEXT {c} NOT NULL, state TEXT {c} NOT NULL, zip5 TEXT {c} NOT NULL, cell BIGINT,
-                lat DOUBLE PRECISION, lon DOUBLE PRECISION)""",
+                lat DOUBLE PRECISION, lon DOUBLE PRECISION, postal TEXT {c} NOT NULL, country TEXT {c} NOT NULL)""",
             f"""CREATE TABLE {p}provider_extras (npi BIGINT NOT NULL, kind TEXT NOT NULL, seq BIGINT NOT NULL,
                 doc TEXT NOT NULL)""",
+            f"CREATE TABLE {p}provider_name_keys (klass SMALLINT NOT NULL, name_key TEXT {c} NOT NULL)",
         ]

@@ -143,7 +143,9 @@ class SqliteStore(SqlStore):
             f"""CREATE TABLE {p}provider_taxonomies (npi INTEGER NOT NULL, slot INTEGER NOT NULL, code TEXT NOT NULL,
                 license_key TEXT NOT NULL, license_state TEXT NOT NULL, is_primary INTEGER NOT NULL)""",
             f"""CREATE TABLE {p}provider_locations (npi INTEGER NOT NULL, purpose TEXT NOT NULL, seq INTEGER NOT NULL,
-                city_key TEXT NOT NULL, state TEXT NOT NULL, zip5 TEXT NOT NULL, cell INTEGER, lat REAL, lon REAL)""",
+                city_key TEXT NOT NULL, state TEXT NOT NULL, zip5 TEXT NOT NULL, cell INTEGER, lat REAL, lon REAL,
+                postal TEXT NOT NULL, country TEXT NOT NULL)""",
             f"""CREATE TABLE {p}provider_extras (npi INTEGER NOT NULL, kind TEXT NOT NULL, seq INTEGER NOT NULL,
                 doc TEXT NOT NULL)""",
+            f"CREATE TABLE {p}provider_name_keys (klass INTEGER NOT NULL, name_key TEXT NOT NULL)",
         ]

@@ -1,0 +1,209 @@
+"""The application factory: ``create_app()`` (used by ``npistack serve`` with ``--factory``).
+
+Each server process opens its own resources at start-up (``ApiState``): the store (read-only for
+SQLite), the accounts database, the meter (Redis or database counters), the upstream client and the
+lookup service. Routes live in ``npistack.api.routes``, one module per resource.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import sys
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from typing import Any
+
+import httpx
+import orjson
+from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from npistack import __version__
+from npistack.api import errors
+from npistack.api.metrics import Metrics
+from npistack.services.accounts import Accounts, Meter, open_meter
+from npistack.services.lookup import LookupService
+from npistack.services.upstream import Upstream, upstream_reachable
+from npistack.settings import Settings, get_settings
+from npistack.storage import open_store
+from npistack.storage.accounts import AccountsDb
+from npistack.storage.base import LoadRecord, SqlStore
+
+log = logging.getLogger("npistack.api")
+
+
+@dataclass
+class ApiState:
+    settings: Settings
+    store: SqlStore
+    accounts: Accounts
+    meter: Meter
+    lookup: LookupService
+    upstream: Upstream | None
+    metrics: Metrics
+    now: Callable[[], datetime]
+    _load: tuple[float, LoadRecord | None] = field(default=(0.0, None))
+
+    def today(self) -> date:
+        return self.now().date()
+
+    def current_load(self) -> LoadRecord | None:
+        """The current load, re-read at most every 5 seconds."""
+        at, rec = self._load
+        if time.monotonic() - at > 5:
+            rec = self.store.current_load()
+            self._load = (time.monotonic(), rec)
+        return rec
+
+
+def _release_of(load: LoadRecord | None) -> date | None:
+    """The release date of a load, or the day it finished for files without one."""
+    if load is None:
+        return None
+    when = load.release_date or (load.finished_at or load.started_at)[:10]
+    try:
+        return date.fromisoformat(when[:10])
+    except ValueError:
+        return None
+
+
+def _offline(settings: Settings) -> bool:
+    if not settings.upstream_url:
+        return True
+    if settings.offline is not None:
+        return settings.offline
+    return not upstream_reachable(settings.upstream_url)
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    upstream_transport: httpx.AsyncBaseTransport | None = None,
+    now: Callable[[], datetime] | None = None,
+) -> FastAPI:
+    settings = settings or get_settings()
+    clock = now or (lambda: datetime.now(UTC))
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        url = settings.resolved_database_url()
+        store = open_store(url, read_only=url.startswith("sqlite") or "://" not in url)
+        db = AccountsDb(url)
+        upstream = None
+        if not _offline(settings):
+            upstream = Upstream(
+                settings.upstream_url, timeout_s=settings.upstream_timeout_s, transport=upstream_transport
+            )
+        lookup = LookupService(
+            store,
+            store_url=url,
+            upstream=upstream,
+            ttl_days=settings.cache_ttl_days,
+            today=lambda: clock().date(),
+            default_release=lambda: _release_of(app.state.api.current_load()),
+        )
+        app.state.api = ApiState(
+            settings=settings,
+            store=store,
+            accounts=Accounts(db),
+            meter=open_meter(db, settings.redis_url),
+            lookup=lookup,
+            upstream=upstream,
+            metrics=metrics,
+            now=clock,
+        )
+        try:
+            yield
+        finally:
+            await lookup.drain()
+            lookup.close()
+            if upstream is not None:
+                await upstream.aclose()
+            db.close()
+            store.close()
+
+    metrics = Metrics()
+    app = FastAPI(
+        title="npistack provider API",
+        version=__version__,
+        description=(
+            "NPPES provider data from your own store: the Health Provider API contract (`/api/v1`), "
+            "a drop-in CMS NPI Registry endpoint (`/api/?version=2.1`), admin (`/admin/v1`) and "
+            "operations endpoints. Authenticate with `Authorization: Bearer <key>` (`npistack keys create`)."
+        ),
+        lifespan=lifespan,
+    )
+    app.add_exception_handler(errors.ApiError, errors.api_error_handler)
+    app.add_exception_handler(StarletteHTTPException, errors.http_error_handler)
+    app.add_exception_handler(RequestValidationError, errors.validation_error_handler)
+    app.add_exception_handler(Exception, errors.unhandled_error_handler)
+
+    from npistack.api.routes import admin, cms, ops, v1
+
+    app.include_router(v1.router)
+    app.include_router(cms.router)
+    app.include_router(admin.router)
+    app.include_router(ops.router)
+    app.add_middleware(RequestContext, metrics=metrics, access_log=settings.access_log)
+    return app
+
+
+class RequestContext:
+    """Pure ASGI middleware: a request id on every response (``X-Request-Id``), the metrics, and one
+    JSON access-log line per request (method, path, status, duration, key id; never a key)."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics, access_log: bool) -> None:
+        self.app = app
+        self.metrics = metrics
+        self.access_log = access_log
+        self.pid = os.getpid()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        rid = "req_" + secrets.token_hex(8)
+        scope.setdefault("state", {})["request_id"] = rid
+        t0 = time.perf_counter()
+        status = 500
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                headers = message.setdefault("headers", [])
+                if not any(k == b"x-request-id" for k, _ in headers):
+                    headers.append((b"x-request-id", rid.encode()))
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            elapsed = time.perf_counter() - t0
+            route = scope.get("route")
+            template = getattr(route, "path", None) or "unmatched"
+            self.metrics.observe(scope["method"], template, status, elapsed)
+            if self.access_log:
+                line = {
+                    "ts": datetime.now(UTC).isoformat(timespec="milliseconds"),
+                    "requestId": rid,
+                    "method": scope["method"],
+                    "path": scope["path"],
+                    "status": status,
+                    "ms": round(elapsed * 1000, 2),
+                    "keyId": scope["state"].get("key_id"),
+                    "pid": self.pid,
+                }
+                sys.stderr.write(orjson.dumps(line).decode() + "\n")
+
+
+def app_state(app: Any) -> ApiState:
+    st: ApiState = app.state.api
+    return st

@@ -1,0 +1,98 @@
+"""One error body for every /api/v1 and /admin/v1 endpoint, the contract's:
+``{"error": {"code", "message"}, "meta": {"requestId"}}``.
+
+The codes and messages of the Health Provider API are used verbatim; the codes npistack adds are
+listed in docs/errors.md.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from fastapi import Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+# code -> (HTTP status, the contract's message)
+CONTRACT: dict[str, tuple[int, str]] = {
+    "invalid_npi": (400, "NPI must be a 10-digit number."),
+    "invalid_bulk_request": (400, "npis must be a non-empty array of up to 50 10-digit strings."),
+    "invalid_search_params": (400, "At least one of last_name or organization_name is required."),
+    "invalid_api_key": (401, "Missing or invalid API key."),
+    "quota_exceeded": (403, "Monthly lookup quota has been exceeded."),
+    "subscription_inactive": (403, "Your subscription is not active."),
+    "npi_not_found": (404, "No provider found for the supplied NPI."),
+    "rate_limited": (429, "Too many requests for this API key. Slow down and retry after the reset time."),
+    "internal_error": (500, "An unexpected error occurred. Please try again later."),
+    "upstream_unavailable": (502, "The upstream provider registry is temporarily unavailable."),
+    # npistack's own
+    "invalid_enrichment": (
+        400,
+        "enrichment must be one of completeness, quality_score, freshness, quality_freshness.",
+    ),
+    "enrichment_not_allowed": (403, "Enrichment is available on plans with enrichment (Growth and Pro)."),
+    "admin_required": (403, "This endpoint needs an admin API key."),
+    "invalid_request": (400, "The request is not valid."),
+    "not_found": (404, "No such endpoint."),
+    "method_not_allowed": (405, "This endpoint does not accept that HTTP method."),
+}
+
+
+class ApiError(Exception):
+    def __init__(self, code: str, message: str | None = None, headers: dict[str, str] | None = None) -> None:
+        status, default = CONTRACT[code]
+        self.code = code
+        self.status = status
+        self.message = message or default
+        self.headers = headers or {}
+        super().__init__(self.message)
+
+
+def request_id(request: Request) -> str:
+    return getattr(request.state, "request_id", "") or ""
+
+
+def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(orjson.dumps(body), status_code=status, headers=headers, media_type="application/json")
+
+
+def error_response(request: Request, err: ApiError) -> Response:
+    body = {"error": {"code": err.code, "message": err.message}, "meta": {"requestId": request_id(request)}}
+    return json_response(body, err.status, err.headers)
+
+
+async def api_error_handler(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ApiError)
+    return error_response(request, exc)
+
+
+async def http_error_handler(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 404:
+        return error_response(request, ApiError("not_found", f"No endpoint {request.url.path}."))
+    if exc.status_code == 405:
+        return error_response(
+            request, ApiError("method_not_allowed", f"{request.method} is not allowed on {request.url.path}.")
+        )
+    return error_response(request, ApiError("invalid_request", str(exc.detail)))
+
+
+async def validation_error_handler(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestValidationError)
+    errors = exc.errors()
+    first = errors[0] if errors else {}
+    where = ".".join(str(p) for p in first.get("loc", ()) if p not in ("body", "query", "path"))
+    msg = (
+        f"{where}: {first.get('msg', 'invalid value')}" if where else str(first.get("msg", "invalid request"))
+    )
+    code = "invalid_bulk_request" if request.url.path.endswith("/npi/bulk") else "invalid_request"
+    return error_response(request, ApiError(code, msg if code == "invalid_request" else None))
+
+
+async def unhandled_error_handler(request: Request, exc: Exception) -> Response:
+    import logging
+
+    logging.getLogger("npistack.api").exception("unhandled error in %s %s", request.method, request.url.path)
+    return error_response(request, ApiError("internal_error"))

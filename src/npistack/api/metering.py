@@ -1,0 +1,100 @@
+"""Authentication and metering of a request: who is calling, may they, and what it costs.
+
+The order of checks follows the collection's examples: the request's own validation first (a bad
+NPI is a 400 before authentication, without quota headers), then the key (401), then the minute
+window (429, with the rate headers), then the subscription (403 ``subscription_inactive``, with the
+rate headers), then the credits (403 ``quota_exceeded``, with both). A metered response carries
+``X-Quota-Limit``/``X-Quota-Remaining`` and the ``X-RateLimit-*`` headers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from fastapi import Request
+
+from npistack.api.app import ApiState
+from npistack.api.errors import ApiError
+from npistack.services.accounts import Limits, limits_of
+from npistack.storage.accounts import ApiKey, Plan, Reservation
+
+
+@dataclass
+class Admission:
+    key: ApiKey
+    plan: Plan
+    reservation: Reservation
+    limits: Limits
+    cost: int  # credits per unit
+
+    @property
+    def granted(self) -> int:
+        return self.reservation.granted
+
+    def headers(self) -> dict[str, str]:
+        return {**self.limits.quota_headers(), **self.limits.rate_headers()}
+
+
+def bearer_key(request: Request) -> str:
+    auth = request.headers.get("authorization", "")
+    scheme, _, token = auth.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise ApiError("invalid_api_key")
+    return token.strip()
+
+
+def authenticate(st: ApiState, request: Request) -> tuple[ApiKey, Plan | None]:
+    found = st.accounts.authenticate(bearer_key(request))
+    if found is None:
+        raise ApiError("invalid_api_key")
+    request.state.key_id = found[0].id
+    return found
+
+
+def require_admin(st: ApiState, request: Request) -> ApiKey:
+    key, _ = authenticate(st, request)
+    if key.role != "admin" or key.status != "active":
+        raise ApiError("admin_required")
+    return key
+
+
+def admit(
+    st: ApiState,
+    request: Request,
+    *,
+    cost: int = 1,
+    units: int = 1,
+    partial: bool = False,
+    enrichment: bool = False,
+) -> Admission:
+    """Authenticate and reserve ``units`` × ``cost`` credits, or raise the contract's error."""
+    key, plan = authenticate(st, request)
+    if plan is None:  # an admin key, or a plan that was deleted
+        raise ApiError(
+            "subscription_inactive", "This key has no plan; data endpoints need a client key with a plan."
+        )
+    if enrichment and not plan.enrichment:
+        raise ApiError(
+            "enrichment_not_allowed",
+            f"Enrichment is not included in the {plan.name!r} plan; it needs a plan with enrichment (Growth or Pro).",
+        )
+    now = st.now()
+    res = st.meter.reserve(key, plan, cost=cost, units=units, partial=partial, now=now)
+    limits = limits_of(plan, res, now)
+    if res.rate_limited:
+        retry = max(1, limits.rate_reset - int(now.timestamp()))
+        raise ApiError("rate_limited", headers={**limits.rate_headers(), "Retry-After": str(retry)})
+    if res.inactive:
+        raise ApiError("subscription_inactive", headers=limits.rate_headers())
+    if res.granted == 0:
+        raise ApiError("quota_exceeded", headers={**limits.quota_headers(), **limits.rate_headers()})
+    return Admission(key, plan, res, limits, cost)
+
+
+def refund(st: ApiState, adm: Admission, units: int) -> None:
+    """Give back the credits of ``units`` that were not served (upstream failures)."""
+    if units <= 0:
+        return
+    now = st.now()
+    used = st.meter.refund(adm.key, credits=units * adm.cost, now=now)
+    adm.limits = limits_of(adm.plan, adm.reservation, now, used=used)

@@ -1,0 +1,221 @@
+"""The Health Provider API contract: single lookup, bulk lookup, search (``/api/v1``)."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any
+
+import orjson
+from fastapi import APIRouter, Header, Query, Request
+from fastapi.responses import Response
+
+from npistack.api.app import ApiState, app_state
+from npistack.api.errors import ApiError, json_response, request_id
+from npistack.api.metering import Admission, admit, refund
+from npistack.api.params import PARAMS, parse_search
+from npistack.api.schemas import BulkRequest, BulkResponse, LookupResponse, SearchResponse, error_responses
+from npistack.nppes.npi import check_digit
+from npistack.services.providers import get_providers
+from npistack.services.search import search
+
+router = APIRouter(prefix="/api/v1", tags=["providers"])
+
+NPI_CHECK_MESSAGE = "NPI {npi} fails the NPI check digit (Luhn), so no provider can have it."
+
+
+def npi_problem(raw: str) -> str | None:
+    """None for a well-formed NPI, else the 400 message (contract text for a bad format)."""
+    if len(raw) != 10 or not raw.isdigit() or not raw.isascii():
+        return "NPI must be a 10-digit number."
+    if check_digit(raw[:9]) != int(raw[9]):
+        return NPI_CHECK_MESSAGE.format(npi=raw)
+    return None
+
+
+def _enrichment(st: ApiState, value: str | None) -> frozenset[str] | None:
+    if value is None:
+        return None
+    from npistack.services.enrichment import parse_enrichment
+
+    try:
+        return parse_enrichment(value)
+    except ValueError as e:
+        raise ApiError("invalid_enrichment", str(e)) from None
+
+
+def _enrich(st: ApiState, doc: dict[str, Any], factors: frozenset[str]) -> None:
+    from npistack.services.enrichment import enrich
+
+    load = st.current_load()
+    released = (doc.get("release") or {}).get("date")
+    doc["enrichment"] = enrich(
+        doc,
+        factors,
+        release_date=date.fromisoformat(released) if released else None,
+        loaded_at=datetime.fromisoformat(load.finished_at) if load and load.finished_at else None,
+        today=st.today(),
+    )
+
+
+@router.get(
+    "/npi/{npi}",
+    summary="Look up one provider by NPI",
+    response_model=None,
+    responses={200: {"model": LookupResponse}, **error_responses(400, 401, 403, 404, 429, 500, 502)},
+)
+async def lookup(
+    npi: str,
+    request: Request,
+    enrichment: str | None = Header(None, description=PARAMS["enrichment"]),
+) -> Response:
+    st = app_state(request.app)
+    npi = npi.strip()
+    problem = npi_problem(npi)
+    if problem:
+        raise ApiError("invalid_npi", problem)
+    factors = _enrichment(st, enrichment)
+    adm = admit(st, request, cost=2 if factors else 1, enrichment=bool(factors))
+    outcome = (await st.lookup.lookup([npi]))[0]
+    st.metrics.count("lookup", "upstream_error" if outcome.upstream_error else outcome.cache)
+    if outcome.upstream_error:
+        refund(st, adm, 1)
+        raise ApiError("upstream_unavailable", headers=adm.headers())
+    headers = {**adm.headers(), "X-Cache-Status": outcome.cache}
+    if outcome.doc is None:
+        raise ApiError("npi_not_found", headers=headers)
+    if factors:
+        _enrich(st, outcome.doc, factors)
+    body = {"data": outcome.doc, "meta": {"requestId": request_id(request), "cached": outcome.cached}}
+    return json_response(body, 200, headers)
+
+
+_UPSTREAM_ERROR = {
+    "code": "upstream_unavailable",
+    "message": "The upstream provider registry is temporarily unavailable.",
+}
+_QUOTA_ERROR = {"code": "quota_exceeded", "message": "Monthly lookup quota has been exceeded."}
+
+
+def _parse_bulk(raw: bytes) -> list[str]:
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise ApiError("invalid_bulk_request") from None
+    npis = body.get("npis") if isinstance(body, dict) else None
+    if not isinstance(npis, list) or not 1 <= len(npis) <= 50:
+        raise ApiError("invalid_bulk_request")
+    out = []
+    for item in npis:
+        if not isinstance(item, str):
+            raise ApiError("invalid_bulk_request")
+        item = item.strip()
+        if len(item) != 10 or not item.isdigit() or not item.isascii():
+            raise ApiError("invalid_bulk_request")
+        out.append(item)
+    return out
+
+
+@router.post(
+    "/npi/bulk",
+    summary="Look up 1 to 50 NPIs",
+    response_model=None,
+    responses={200: {"model": BulkResponse}, **error_responses(400, 401, 403, 429, 500)},
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": BulkRequest.model_json_schema()}},
+        }
+    },
+)
+async def bulk(request: Request) -> Response:
+    st = app_state(request.app)
+    npis = _parse_bulk(await request.body())
+    adm: Admission = admit(st, request, units=len(npis), partial=True)
+    served = npis[: adm.granted]
+    checkable = [n for n in served if npi_problem(n) is None]
+    outcomes = {o.npi: o for o in await st.lookup.lookup(list(dict.fromkeys(checkable)))}
+    rid = request_id(request)
+    data, counts = [], dict.fromkeys(("found", "notFound", "upstreamErrors", "quotaExceeded", "cacheHits"), 0)
+    upstream_failures = 0
+    for i, npi in enumerate(npis):
+        item: dict[str, Any] = {"npi": npi, "status": "", "provider": None, "cached": False,
+                                "requestId": f"{rid}_{i:02d}", "error": None}  # fmt: skip
+        if i >= adm.granted:
+            item.update(status="quota_exceeded", error=_QUOTA_ERROR)
+            counts["quotaExceeded"] += 1
+        elif npi not in outcomes:  # fails the check digit: cannot exist
+            item.update(status="not_found", error={"code": "invalid_npi", "message": npi_problem(npi)})
+            counts["notFound"] += 1
+        else:
+            o = outcomes[npi]
+            st.metrics.count("lookup", "upstream_error" if o.upstream_error else o.cache)
+            if o.upstream_error:
+                item.update(status="upstream_error", error=_UPSTREAM_ERROR)
+                counts["upstreamErrors"] += 1
+                upstream_failures += 1
+            elif o.doc is None:
+                item["status"] = "not_found"
+                counts["notFound"] += 1
+            else:
+                item.update(status="found", provider=o.doc, cached=o.cached)
+                counts["found"] += 1
+                counts["cacheHits"] += int(o.cached)
+        data.append(item)
+    refund(st, adm, upstream_failures)
+    body = {"data": data, "meta": {"requestId": rid, "counts": {"requested": len(npis), **counts}}}
+    return json_response(body, 200, adm.headers())
+
+
+@router.get(
+    "/providers/search",
+    summary="Search providers",
+    response_model=None,
+    responses={200: {"model": SearchResponse}, **error_responses(400, 401, 403, 429, 500)},
+)
+async def search_providers(
+    request: Request,
+    last_name: str | None = Query(None, description=PARAMS["last_name"]),
+    first_name: str | None = Query(None, description=PARAMS["first_name"]),
+    organization_name: str | None = Query(None, description=PARAMS["organization_name"]),
+    city: str | None = Query(None, description=PARAMS["city"]),
+    state: str | None = Query(None, description=PARAMS["state"]),
+    postal_code: str | None = Query(None, description=PARAMS["postal_code"]),
+    address_purpose: str | None = Query(None, description=PARAMS["address_purpose"]),
+    taxonomy: str | None = Query(None, description=PARAMS["taxonomy"]),
+    taxonomy_description: str | None = Query(None, description=PARAMS["taxonomy_description"]),
+    entity_type: str | None = Query(None, description=PARAMS["entity_type"]),
+    status: str | None = Query(None, description=PARAMS["status"]),
+    fuzzy: str | None = Query(None, description=PARAMS["fuzzy"]),
+    nicknames: str | None = Query(None, description=PARAMS["nicknames"]),
+    near: str | None = Query(None, description=PARAMS["near"]),
+    radius_miles: str | None = Query(None, description=PARAMS["radius_miles"]),
+    limit: str | None = Query(None, description=PARAMS["limit"]),
+    skip: str | None = Query(None, description=PARAMS["skip"]),
+    cursor: str | None = Query(None, description=PARAMS["cursor"]),
+    enrichment: str | None = Query(None, description=PARAMS["enrichment"]),
+) -> Response:
+    st = app_state(request.app)
+    qp = request.query_params
+    req = parse_search(dict(qp), {k: qp.getlist(k) for k in qp})
+    factors = _enrichment(st, req.enrichment)
+    adm = admit(st, request, cost=2 if factors else 1, enrichment=bool(factors))
+    try:
+        page = search(st.store, req.query, limit=req.limit, skip=req.skip, cursor=req.cursor)
+    except ValueError as e:
+        refund(st, adm, 1)
+        raise ApiError("invalid_search_params", str(e)) from None
+    docs = {d["npi"]: d for d in get_providers(st.store, [h.npi for h in page.hits])}
+    data = []
+    for hit in page.hits:
+        doc = docs.get(hit.npi)
+        if doc is None:  # replaced by a load between the two reads
+            continue
+        if hit.distance_miles is not None:
+            doc["distanceMiles"] = hit.distance_miles
+        if factors:
+            _enrich(st, doc, factors)
+        data.append(doc)
+    pagination = {"limit": req.limit, "skip": req.skip, "returned": len(data), "hasMore": page.has_more,
+                  "nextCursor": page.next_cursor}  # fmt: skip
+    body = {"data": data, "meta": {"requestId": request_id(request), "pagination": pagination}}
+    return json_response(body, 200, adm.headers())

@@ -1,0 +1,39 @@
+"""Writes to the live data tables outside a full load: providers fetched from the upstream registry
+(and, later, weekly updates). Each call replaces whole providers (every row of every data table for
+their NPIs) in one transaction, so a reader sees a provider either before or after, never half.
+"""
+
+from __future__ import annotations
+
+from npistack.ingest.transform import BlockResult
+from npistack.storage.base import DATA_TABLES, SqlStore
+
+
+def replace_providers(store: SqlStore, result: BlockResult) -> list[int]:
+    """Replace (or add) the providers of ``result`` in the live tables; the NPIs written."""
+    npis = sorted({int(p[0]) for p in result.providers})
+    if not npis:
+        return []
+    marks = ",".join("?" * len(npis))
+    store._begin()
+    try:
+        for table in DATA_TABLES:
+            store._exec(f"DELETE FROM {table} WHERE npi IN ({marks})", npis)
+        width = len(DATA_TABLES["providers"])
+        store._bulk_insert("providers", DATA_TABLES["providers"], (p[:width] for p in result.providers))
+        store._bulk_insert(
+            "provider_docs", DATA_TABLES["provider_docs"], ((p[0], p[width]) for p in result.providers)
+        )
+        for table, rows in (
+            ("provider_names", result.names),
+            ("provider_taxonomies", result.taxonomies),
+            ("provider_locations", result.locations),
+            ("provider_extras", result.extras),
+        ):
+            if rows:
+                store._bulk_insert(table, DATA_TABLES[table], rows)
+        store._commit()
+    except BaseException:
+        store._rollback()
+        raise
+    return npis
