@@ -7,12 +7,34 @@ import subprocess
 import sys
 from pathlib import Path
 
-COMMANDS = ["", "ingest", "synth", "stats", "show", "loads", "quarantine", "settings", "demo"]
+COMMANDS = [
+    "",
+    "ingest",
+    "synth",
+    "stats",
+    "show",
+    "loads",
+    "quarantine",
+    "settings",
+    "demo",
+    "serve",
+    "keys",
+    "keys create",
+    "keys list",
+    "keys suspend",
+    "keys resume",
+    "keys revoke",
+    "keys set-plan",
+    "keys usage",
+    "plans",
+    "plans list",
+    "plans set",
+]
 
 
 def help_text(cmd: str) -> str:
     env = dict(os.environ, COLUMNS="100", NO_COLOR="1", TERM="dumb")
-    args = [sys.executable, "-m", "npistack.cli", *([cmd] if cmd else []), "--help"]
+    args = [sys.executable, "-m", "npistack.cli", *cmd.split(), "--help"]
     out = subprocess.run(args, env=env, capture_output=True, text=True, check=True).stdout
     return "\n".join(line.rstrip() for line in out.strip("\n").splitlines()).strip("\n")
 

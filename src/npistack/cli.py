@@ -431,4 +431,8 @@ def main() -> None:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    main()
+    # Run the imported module's main, not this __main__ copy's: commands registered by cli_api
+    # live on npistack.cli.app.
+    from npistack.cli import main as _main
+
+    _main()

@@ -299,10 +299,11 @@ def _address(q: SearchQuery) -> AddressRule | None:
         purposes = ADDRESS_PURPOSES[q.address_purpose]
     state = _code("state", q.state)
     country = _code("country_code", q.country_code)
-    city_key = ""
+    city_keys: tuple[str, ...] = ()
     if q.city is not None:
-        city_key = name_key(q.city.strip())
-        if not city_key:
+        # "O'Fallon" is "O FALLON" in USPS city names, where name_key drops the apostrophe
+        city_keys = tuple(sorted({name_key(q.city), name_key(q.city.replace("'", " "))} - {""}))
+        if not city_keys:
             raise ValueError(f"city: {q.city!r} has no letters or digits")
     postal, postal_prefix = "", False
     if q.postal_code is not None:
@@ -313,7 +314,7 @@ def _address(q: SearchQuery) -> AddressRule | None:
             raise ValueError(f"postal_code: {q.postal_code!r} is not a postal code or a prefix such as 606*")
         # 5 digits match their ZIP+4s; fewer digits are a prefix
         postal_prefix = postal_prefix or (postal.isdigit() and len(postal) <= 5)
-    rule = AddressRule(purposes, state, city_key, postal, postal_prefix, country)
+    rule = AddressRule(purposes, state, city_keys, postal, postal_prefix, country)
     return rule if rule.narrows or purposes else None
 
 
@@ -356,19 +357,33 @@ def _norm_text(text: str) -> str:
 
 
 @cache
-def _nucc_texts(path: str | None) -> tuple[tuple[str, tuple[str, ...]], ...]:
-    """(code, its texts in lower case): classification, specialization, display name, description."""
-    out = []
-    for code, t in sorted(load_nucc(path).items()):
-        texts = (t.classification, t.specialization, t.display_name, t.description)
-        out.append((code, tuple(dict.fromkeys(_norm_text(x) for x in texts if x))))
-    return tuple(out)
+def _nucc_texts(path: str | None) -> tuple[tuple[str, tuple[str, str, str, str]], ...]:
+    """(code, (classification, specialization, display name, description)) in lower case."""
+    return tuple(
+        (
+            code,
+            (
+                _norm_text(t.classification),
+                _norm_text(t.specialization),
+                _norm_text(t.display_name),
+                _norm_text(t.description),
+            ),
+        )
+        for code, t in sorted(load_nucc(path).items())
+    )
 
 
 def taxonomy_codes(description: str) -> tuple[str, ...]:
-    """NUCC codes whose classification, specialization, display name or description equals the
-    text (case-insensitive), or starts with it for a trailing *; failing that, codes whose texts
-    contain it as whole words (a word prefix for a trailing *)."""
+    """NUCC codes for a taxonomy text (case-insensitive; a trailing * makes it a prefix).
+
+    A code matches when its classification, specialization, display name or "Classification,
+    Specialization" description equals the text (starts with it, for a prefix), or when its
+    specialization contains the text as whole words (a word prefix): "Cardiology" is the
+    specialization of a pharmacist code and a word of "Pediatric Cardiology" and "Interventional
+    Cardiology", while "Neurology" does not pull in every "Psychiatry & Neurology" code (display
+    names carry the classification in parentheses). When neither finds a code, any of the four
+    texts containing the text as whole words will do ("Heart").
+    """
     text = _norm_text(description)
     prefix = text.endswith("*")
     text = text.rstrip("*").strip()
@@ -377,13 +392,19 @@ def taxonomy_codes(description: str) -> tuple[str, ...]:
             f"taxonomy_description: {description!r} is not a taxonomy text (a trailing * is allowed)"
         )
     table = _nucc_texts(get_settings().nucc_csv or None)
-    if prefix:
-        codes = [c for c, texts in table if any(t.startswith(text) for t in texts)]
-    else:
-        codes = [c for c, texts in table if text in texts]
+    words = re.compile(r"(?<!\w)" + re.escape(text) + ("" if prefix else r"(?!\w)"))
+
+    def whole(t: str) -> bool:
+        return t.startswith(text) if prefix else t == text
+
+    codes = [
+        code
+        for code, (classification, specialization, display, desc) in table
+        if any(whole(t) for t in (classification, specialization, display, desc))
+        or bool(words.search(specialization))
+    ]
     if not codes:
-        words = re.compile(r"(?<!\w)" + re.escape(text) + ("" if prefix else r"(?!\w)"))
-        codes = [c for c, texts in table if any(words.search(t) for t in texts)]
+        codes = [code for code, texts in table if any(words.search(t) for t in texts)]
     return tuple(codes)
 
 

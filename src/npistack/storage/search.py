@@ -68,18 +68,18 @@ class AddressRule:
 
     purposes: tuple[str, ...] = ()  # empty: any address, mailing included
     state: str = ""
-    city_key: str = ""
+    city_keys: tuple[str, ...] = ()  # any of these spellings
     postal: str = ""
     postal_prefix: bool = False
     country: str = ""
 
     @property
     def selective(self) -> bool:
-        return bool(self.city_key or self.postal)
+        return bool(self.city_keys or self.postal)
 
     @property
     def narrows(self) -> bool:
-        return bool(self.state or self.city_key or self.postal or self.country)
+        return bool(self.state or self.city_keys or self.postal or self.country)
 
 
 @dataclass(frozen=True)
@@ -191,8 +191,8 @@ def _address_where(ad: AddressRule, a: str, *, purposes: Sequence[str] | None = 
         parts.append((f"{a}.purpose IN ({_marks(purposes)})", list(purposes)))
     if ad.state:
         parts.append((f"{a}.state = ?", [ad.state]))
-    if ad.city_key:
-        parts.append((f"{a}.city_key = ?", [ad.city_key]))
+    if ad.city_keys:
+        parts.append((f"{a}.city_key IN ({_marks(ad.city_keys)})", list(ad.city_keys)))
     if ad.postal and ad.postal_prefix:
         parts.append((f"{a}.postal >= ? AND {a}.postal < ?", [ad.postal, _next(ad.postal)]))
     elif ad.postal:
