@@ -340,6 +340,24 @@ def test_first_name_alias_can_be_turned_off(api: Any) -> None:
     ]
 
 
+@pytest.mark.parametrize(
+    "query",
+    [
+        "city=---&state=NC",
+        "last_name=()",
+        "first_name=--&last_name=DUBOSE",
+        "organization_name=-- *",
+        "last_name=\u4e00",
+    ],
+)
+def test_a_name_without_letters_or_digits_is_not_a_server_error(api: Any, query: str) -> None:
+    # Allowed characters only, so parse_params accepts them; the search must not fail with a 500.
+    response = api.get(f"/api/?version=2.1&{query}")
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert "Errors" in body or body == {"result_count": 0, "results": []}
+
+
 # -- keys --------------------------------------------------------------------------------------
 
 

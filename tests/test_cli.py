@@ -109,8 +109,55 @@ def test_weekly_bundle_is_refused_clearly(tmp_path: Path) -> None:
 
 
 def test_demo(tmp_path: Path) -> None:
-    proc = run("demo", "--rows", "3000", "--dir", str(tmp_path / "demo"), db=tmp_path / "unused.db")
-    out = proc.stdout
+    """The demo synthesizes, ingests, shows, creates a key and serves; its three curl commands work."""
+    import shlex
+    import signal
+    import time
+
+    import httpx
+
+    from tests.api_support import free_port
+
+    port = free_port()
+    env = dict(
+        os.environ,
+        NPISTACK_DATABASE_URL=f"sqlite:///{tmp_path / 'unused.db'}",
+        COLUMNS="400",
+        NO_COLOR="1",
+        PYTHONUNBUFFERED="1",
+        NPISTACK_OFFLINE="true",
+        NPISTACK_ACCESS_LOG="false",
+    )
+    args = ["demo", "--rows", "3000", "--dir", str(tmp_path / "demo"), "--port", str(port)]
+    log = tmp_path / "demo.out"
+    with log.open("w") as fh:
+        proc = subprocess.Popen([sys.executable, "-m", "npistack.cli", *args], env=env, stdout=fh, stderr=fh)
+        try:
+            deadline = time.monotonic() + 120
+            while "5. serving" not in log.read_text():
+                assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
+                time.sleep(0.2)
+            while True:
+                try:
+                    httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1)
+                    break
+                except httpx.HTTPError:
+                    assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
+                    time.sleep(0.2)
+            out = log.read_text()
+            curls = [shlex.split(ln.strip()) for ln in out.splitlines() if ln.strip().startswith("curl ")]
+            assert len(curls) == 3, out
+            for cmd in curls:
+                headers = dict(
+                    cmd[i + 1].split(": ", 1) for i, a in enumerate(cmd) if a == "-H"
+                )
+                r = httpx.get(cmd[-1], headers=headers, timeout=10)
+                assert r.status_code == 200, (cmd, r.text)
+                body = r.json()
+                assert body.get("data") or body.get("results"), (cmd, body)
+        finally:
+            proc.send_signal(signal.SIGINT)
+            proc.wait(timeout=20)
     for step in (
         "1. synthesize",
         "2. ingest",
@@ -120,6 +167,7 @@ def test_demo(tmp_path: Path) -> None:
         "name prefix",
         "within 25 miles",
         "quarantine",
+        "4. an API key",
     ):
         assert step in out, step
     assert (tmp_path / "demo" / "npistack-demo.db").exists()

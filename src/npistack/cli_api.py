@@ -191,7 +191,10 @@ def run_server(
     store = open_store(url, read_only=url.startswith("sqlite") or "://" not in url)  # fails early, one line
     store.close()
     if database_url:
-        os.environ["NPISTACK_DATABASE_URL"] = database_url  # for the worker processes
+        os.environ["NPISTACK_DATABASE_URL"] = database_url  # for the app factory, here and in workers
+        from npistack.settings import get_settings
+
+        get_settings.cache_clear()
     h, p, w = host or s.api_host, port or s.api_port, workers or s.api_workers
     out.print(
         f"serving {url} on http://{h}:{p} ({w} worker{'s' if w > 1 else ''}); docs at http://{h}:{p}/docs"

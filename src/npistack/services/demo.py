@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from pathlib import Path
+from urllib.parse import quote
 from typing import Any
 
 from rich.console import Console
@@ -64,16 +65,16 @@ def run_demo(
     base = f"http://127.0.0.1:{port}"
     console.rule("[bold]try it yourself")
     auth = f'-H "Authorization: Bearer {key}"'
+    npi, last, state = example or ("1234567893", "SMITH", "CA")
+    prefix = quote(last[:3].lower())
+    console.print(f"  curl -s {auth} {base}/api/v1/npi/{npi}", markup=False, soft_wrap=True)
     console.print(
-        f"  curl -s {auth} {base}/api/v1/npi/{example or '1234567893'}", markup=False, soft_wrap=True
-    )
-    console.print(
-        f"  curl -s {auth} '{base}/api/v1/providers/search?last_name=smi*&state=CA&limit=5'",
+        f"  curl -s {auth} '{base}/api/v1/providers/search?last_name={prefix}*&state={state}&limit=5'",
         markup=False,
         soft_wrap=True,
     )
     console.print(
-        f"  curl -s '{base}/api/?version=2.1&last_name=smith&city=chicago&state=IL&pretty=on'",
+        f"  curl -s '{base}/api/?version=2.1&last_name={quote(last.lower())}&state={state}&pretty=on'",
         markup=False,
         soft_wrap=True,
     )
@@ -84,8 +85,8 @@ def run_demo(
         serve_fn(url)
 
 
-def _show(console: Console, store: Any) -> str | None:
-    """Print what the store answers; returns an NPI worth showing."""
+def _show(console: Console, store: Any) -> tuple[str, str, str] | None:
+    """Print what the store answers; returns (NPI, last name, practice state) of a provider worth showing."""
     stats = store.stats(top=5)
     total = sum(r["count"] for r in stats["by_type"])
     console.print(f"{total:,} providers in the store")
@@ -155,4 +156,7 @@ def _show(console: Console, store: Any) -> str | None:
         )
         for r in bad:
             console.print(f"  line {r['line']}: {r['reason']}", markup=False)
-    return sample["npi"] if sample else None
+    if not sample:
+        return None
+    state = (sample.get("practiceLocation") or {}).get("state") or "CA"
+    return sample["npi"], sample["name"]["last"], state
