@@ -148,9 +148,7 @@ def test_demo(tmp_path: Path) -> None:
             curls = [shlex.split(ln.strip()) for ln in out.splitlines() if ln.strip().startswith("curl ")]
             assert len(curls) == 3, out
             for cmd in curls:
-                headers = dict(
-                    cmd[i + 1].split(": ", 1) for i, a in enumerate(cmd) if a == "-H"
-                )
+                headers = dict(cmd[i + 1].split(": ", 1) for i, a in enumerate(cmd) if a == "-H")
                 r = httpx.get(cmd[-1], headers=headers, timeout=10)
                 assert r.status_code == 200, (cmd, r.text)
                 body = r.json()

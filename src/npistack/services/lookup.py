@@ -111,7 +111,11 @@ class LookupService:
             return Outcome(npi, None, "miss", upstream_error=True)
         if result is None:
             return Outcome(npi, None, "miss")
-        doc = self._keep(result)
+        try:
+            doc = self._keep(result)
+        except Exception as e:  # an unusable registry answer is an upstream failure, not a 500
+            log.warning("upstream answer for %s could not be stored: %s", npi, e)
+            return Outcome(npi, None, "miss", upstream_error=True)
         return Outcome(npi, doc, "miss")
 
     def _keep(self, result: dict[str, Any]) -> dict[str, Any] | None:

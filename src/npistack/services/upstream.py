@@ -104,10 +104,15 @@ def _yn(value: Any) -> str:
     return {"YES": "Y", "NO": "N", "Y": "Y", "N": "N"}.get(str(value or "").upper(), "")
 
 
+_UPPER = ("Prefix Text", "Suffix Text")  # the registry prints "Dr."/"Jr.", the file "DR."/"JR."
+
+
 def _put(row: list[str], column: str, value: Any) -> None:
     text = "" if value is None else str(value)
     if text == "--":  # the registry's "no suffix"
         text = ""
+    if column.endswith(_UPPER):
+        text = text.upper()
     row[_COL[column]] = text
 
 
@@ -174,7 +179,9 @@ def result_to_rows(
         row[at + 1] = str(t.get("license") or "")
         row[at + 2] = str(t.get("state") or "")
         row[at + 3] = "Y" if t.get("primary") is True else ("N" if row[at] else "")
-        row[TAXO_GROUP + i] = str(t.get("taxonomy_group") or "")
+        # The registry prints "193400000X - Single Specialty Group"; the file "193400000X SINGLE SPECIALTY GROUP".
+        code, _, text = str(t.get("taxonomy_group") or "").partition(" - ")
+        row[TAXO_GROUP + i] = f"{code} {text.upper()}".strip()
     for i, ident in enumerate((result.get("identifiers") or [])[:50]):
         at = IDENT + 4 * i
         row[at] = str(ident.get("identifier") or "")

@@ -17,8 +17,9 @@ def replace_providers(store: SqlStore, result: BlockResult) -> list[int]:
     marks = ",".join("?" * len(npis))
     store._begin()
     try:
-        for table in DATA_TABLES:
-            store._exec(f"DELETE FROM {table} WHERE npi IN ({marks})", npis)
+        for table, columns in DATA_TABLES.items():
+            if "npi" in columns:  # provider_name_keys is a vocabulary, not per provider
+                store._exec(f"DELETE FROM {table} WHERE npi IN ({marks})", npis)
         width = len(DATA_TABLES["providers"])
         store._bulk_insert("providers", DATA_TABLES["providers"], (p[:width] for p in result.providers))
         store._bulk_insert(
@@ -32,6 +33,13 @@ def replace_providers(store: SqlStore, result: BlockResult) -> list[int]:
         ):
             if rows:
                 store._bulk_insert(table, DATA_TABLES[table], rows)
+        # New name keys join the fuzzy-search vocabulary (keys no longer used stay until the next load).
+        for klass, key in {(3 if n[2] == "ao" else n[1], n[3]) for n in result.names if n[3]}:
+            store._exec(
+                "INSERT INTO provider_name_keys (klass, name_key) SELECT ?, ? WHERE NOT EXISTS"
+                " (SELECT 1 FROM provider_name_keys WHERE klass = ? AND name_key = ?)",
+                (klass, key, klass, key),
+            )
         store._commit()
     except BaseException:
         store._rollback()
