@@ -34,6 +34,7 @@ import json
 import os
 import random
 import re
+import resource
 import shutil
 import socket
 import sqlite3
@@ -107,6 +108,12 @@ def sample_store(url: str, n_npis: int, n_queries: int, seed: int) -> Samples:
         raise SystemExit("sampling reads the store with sqlite3: --db must be a sqlite:/// URL")
     path = url.removeprefix("sqlite:///")
     con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    if "provider_name_keys" not in tables:
+        print(
+            "WARNING: this store predates the search schema (no provider_name_keys table, no covering "
+            "indexes): search figures will not be representative; reload it with `npistack ingest --force`"
+        )
     rng = random.Random(seed)
     ids = _random_rowids(con, "providers", n_npis * 2, rng)
     npis = [str(r[0]) for r in con.execute(f"SELECT npi FROM providers WHERE rowid IN ({ids})")][:n_npis]
@@ -146,6 +153,40 @@ def sample_store(url: str, n_npis: int, n_queries: int, seed: int) -> Samples:
     return Samples(npis, names[:n_queries], centres[:n_queries])
 
 
+def machine_busy_seconds() -> float:
+    """CPU seconds the whole machine has spent busy (all cores; /proc/stat minus idle and iowait)."""
+    with open("/proc/stat") as fh:
+        f = [int(x) for x in fh.readline().split()[1:9]]
+    return (sum(f) - f[3] - f[4]) / TICK
+
+
+def prewarm(url: str) -> float:
+    """Read the SQLite store once so it sits in the OS page cache, as on a server in its steady state."""
+    path = Path(url.removeprefix("sqlite:///"))
+    t0 = time.perf_counter()
+    with path.open("rb", buffering=0) as fh:
+        while fh.read(16 << 20):
+            pass
+    return time.perf_counter() - t0
+
+
+def wait_idle(server: Server, max_wait: float, threshold: float = 0.25) -> float:
+    """Wait (up to ``max_wait`` s) until processes other than the server use < ``threshold`` cores.
+    Returns the last measured other-process load, in cores."""
+    deadline, other, said = time.monotonic() + max_wait, 0.0, False
+    while True:
+        busy0, srv0, own0 = machine_busy_seconds(), server.cpu_seconds(), time.process_time()
+        time.sleep(2.0)
+        other = (
+            machine_busy_seconds() - busy0 - (server.cpu_seconds() - srv0) - (time.process_time() - own0)
+        ) / 2
+        if other < threshold or time.monotonic() >= deadline:
+            return other
+        if not said:
+            print(f"  waiting for the machine to be idle (other processes use {other:.2f} cores)")
+            said = True
+
+
 def port_free(port: int) -> bool:
     with socket.socket() as s:
         return s.connect_ex((HOST, port)) != 0
@@ -154,11 +195,14 @@ def port_free(port: int) -> bool:
 class Server:
     """`npistack serve` as a subprocess in its own session (stopped by its process group id)."""
 
-    def __init__(self, url: str, port: int, workers: int, workdir: Path) -> None:
+    def __init__(self, url: str, port: int, workers: int, workdir: Path, redis: str = "") -> None:
         self.log = workdir / "access.log"
         self.out = workdir / "serve.out"
         self.cmd = [*NPISTACK, "serve", "--workers", str(workers), "--port", str(port), "-d", url]
-        env = dict(os.environ, NPISTACK_OFFLINE="true", NPISTACK_ACCESS_LOG="true")
+        self.env = {"NPISTACK_OFFLINE": "true", "NPISTACK_ACCESS_LOG": "true"}
+        if redis:
+            self.env["NPISTACK_REDIS_URL"] = redis
+        env = {**os.environ, **self.env}
         with self.log.open("wb") as err, self.out.open("wb") as out:
             self.proc = subprocess.Popen(self.cmd, stdout=out, stderr=err, env=env, start_new_session=True)
         self.port = port
@@ -306,6 +350,7 @@ class RunResult:
     wall_s: float = 0.0  # warm-up included: the span the CPU figures cover
     client_cpu_s: float = 0.0
     server_cpu_s: float = 0.0
+    other_cpu_s: float = 0.0  # everything else on the machine (other work would skew the figures)
     since_iso: str = ""
 
     @property
@@ -424,7 +469,8 @@ class Row:
     note: str = ""
 
 
-def saturation_wrk(port: int, key: str, npis: list[str], seconds: int, conns: int, workdir: Path) -> Row:
+def saturation_wrk(server: Server, key: str, npis: list[str], seconds: int, conns: int, workdir: Path) -> Row:
+    port = server.port
     row = Row(
         "lookup saturation",
         f"wrk -t1 -c{conns}, {seconds} s",
@@ -449,7 +495,18 @@ def saturation_wrk(port: int, key: str, npis: list[str], seconds: int, conns: in
     )
     cmd = ["wrk", "-t1", f"-c{conns}", f"-d{seconds}s", "--latency", "-s", str(script), base]
     print("  $", " ".join(cmd))
+    busy0, srv0, wrk0 = (
+        machine_busy_seconds(),
+        server.cpu_seconds(),
+        resource.getrusage(resource.RUSAGE_CHILDREN),
+    )
+    t0 = time.perf_counter()
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    wall = time.perf_counter() - t0
+    wrk1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    srv = server.cpu_seconds() - srv0
+    wrk_cpu = wrk1.ru_utime + wrk1.ru_stime - wrk0.ru_utime - wrk0.ru_stime
+    other = machine_busy_seconds() - busy0 - srv - wrk_cpu
     m = re.search(r"Requests/sec:\s+([\d.]+)", out)
     if m is None:
         raise SystemExit(f"cannot read wrk's output:\n{out}")
@@ -459,7 +516,10 @@ def saturation_wrk(port: int, key: str, npis: list[str], seconds: int, conns: in
     m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
     errors = sum(int(g) for g in m.groups()) if m else 0
     lat = {k: v for k, v in re.findall(r"^\s+(50|99)%\s+(\S+)", out, re.M)}
-    row.note = f"closed-loop latency p50 {lat.get('50', '?')}, p99 {lat.get('99', '?')}"
+    row.note = (
+        f"closed-loop latency p50 {lat.get('50', '?')}, p99 {lat.get('99', '?')}; server CPU {srv / wall:.2f} "
+        f"cores, wrk {wrk_cpu / wall:.2f}, other processes {max(0.0, other) / wall:.2f}"
+    )
     if errors:
         row.note += f"; socket errors {m.group(0) if m else errors}"
     ok = row.rps >= SATURATION_BAR and row.non2xx == 0 and errors == 0
@@ -480,10 +540,13 @@ def saturation_python(port: int, requests: list[bytes], seconds: int, conns: int
 def fixed_rate(
     name: str, prefix: str, server: Server, requests: list[bytes], rate: float, args: argparse.Namespace
 ) -> Row:
+    if args.wait_idle:
+        wait_idle(server, args.wait_idle)
     offset = server.log.stat().st_size
-    cpu0 = server.cpu_seconds()
+    cpu0, busy0 = server.cpu_seconds(), machine_busy_seconds()
     res = run_async(open_loop(server.port, requests, rate, args.duration, args.warmup, args.connections))
     res.server_cpu_s = server.cpu_seconds() - cpu0
+    res.other_cpu_s = max(0.0, machine_busy_seconds() - busy0 - res.server_cpu_s - res.client_cpu_s)
     row = Row(name, f"{rate:g}/s open loop", result=res)
     time.sleep(0.3)  # let the last access-log lines land
     row.server_ms, row.server_status = server_side(server.log, offset, res.since_iso, prefix)
@@ -565,6 +628,7 @@ def report(rows: list[Row]) -> None:
             extra.append(f"dispatch lag p99 {ms(pct(res.lags, 99))} ms")
             extra.append(f"server CPU {res.server_cpu_s / res.wall_s:.2f} cores")
             extra.append(f"generator CPU {res.client_cpu_s / res.wall_s:.2f} cores")
+            extra.append(f"other processes {res.other_cpu_s / res.wall_s:.2f} cores")
             srv_bad = {s: n for s, n in r.server_status.items() if s != 200}
             if srv_bad:
                 extra.append(f"server log non-200 {srv_bad}")
@@ -598,6 +662,19 @@ def main() -> None:
     ap.add_argument("--npis", type=int, default=20_000, help="NPIs sampled from the store")
     ap.add_argument("--queries", type=int, default=2_000, help="name queries and radius centres sampled")
     ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument(
+        "--redis", default="", help="NPISTACK_REDIS_URL for the server (default: database counters)"
+    )
+    ap.add_argument(
+        "--wait-idle",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="before each phase, wait up to S seconds for other processes to use < 0.25 cores",
+    )
+    ap.add_argument(
+        "--no-prewarm", action="store_true", help="do not read the store into the page cache first"
+    )
     args = ap.parse_args()
     phases = {p.strip() for p in args.phases.split(",") if p.strip()}
     if args.skip_saturation:
@@ -614,12 +691,15 @@ def main() -> None:
         f"({sum(n.endswith('*') for n, _ in samples.names):,} prefixes), {len(samples.centres):,} radius centres "
         f"({sum(',' not in c for c in samples.centres):,} ZIPs) in {time.perf_counter() - t0:.1f} s"
     )
+    if not args.no_prewarm:
+        print(f"store read into the page cache in {prewarm(args.db):.1f} s")
     key = make_key(args.db)
     print(f"plan bench and a fresh key ({key[:8]}…) created in the store's accounts database")
 
     work = Path(tempfile.mkdtemp(prefix="npistack-apibench-"))
-    server = Server(args.db, args.port, args.workers, work)
-    print("  $ NPISTACK_OFFLINE=true npistack", " ".join(server.cmd[len(NPISTACK) :]))
+    server = Server(args.db, args.port, args.workers, work, args.redis)
+    env = " ".join(f"{k}={v}" for k, v in server.env.items())
+    print(f"  $ {env} npistack", " ".join(server.cmd[len(NPISTACK) :]))
     rows: list[Row] = []
     try:
         server.wait_ready()
@@ -630,11 +710,13 @@ def main() -> None:
             raise SystemExit(f"lookups fail: {err}")
 
         if "saturation" in phases:
+            if args.wait_idle:
+                wait_idle(server, args.wait_idle)
             print(f"saturation: {args.saturation_seconds} s")
             if shutil.which("wrk"):
                 rows.append(
                     saturation_wrk(
-                        port, key, samples.npis, args.saturation_seconds, args.saturation_connections, work
+                        server, key, samples.npis, args.saturation_seconds, args.saturation_connections, work
                     )
                 )
             else:

@@ -130,7 +130,7 @@ def process_server(url: str, env: dict[str, str] | None = None, workers: int = 1
         "NPISTACK_ACCESS_LOG": "false",
         **(env or {}),
     }
-    log = tempfile.TemporaryFile()
+    log = tempfile.TemporaryFile()  # noqa: SIM115 - closed in the finally below
     proc = subprocess.Popen(
         [
             str(Path(sys.executable).parent / "npistack"),

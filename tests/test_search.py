@@ -50,9 +50,17 @@ def store(store_url: str, tmp_path: Path) -> Any:
         individual(2, last="Smith", first="Bob", zip="78705", **austin),
         individual(3, last="SMITHERS", first="ANN", other_last="JONES", other_first="ANN", other_type="1"),
         individual(4, last="BROWN", first="MARY", other_last="SMITH", other_type="1", zip="78758", **austin),
-        individual(5, last="JOHNSON", first="PAT", taxonomy="2080P0202X", city="DALLAS", state="TX", zip="75201"),
         individual(
-            6, last="SMITH", first="JOHN", deactivated="01/01/2020", city="LOS ANGELES", state="CA", zip="90012"
+            5, last="JOHNSON", first="PAT", taxonomy="2080P0202X", city="DALLAS", state="TX", zip="75201"
+        ),
+        individual(
+            6,
+            last="SMITH",
+            first="JOHN",
+            deactivated="01/01/2020",
+            city="LOS ANGELES",
+            state="CA",
+            zip="90012",
         ),
         individual(7, last="SMYTH", first="ROBERT", city="ROUND ROCK", state="TX", zip="78664"),
         individual(8, last="GARCIA", first="LUIS", **mailing("PO BOX 5", "AUSTIN", "TX", "787460005")),
@@ -69,7 +77,9 @@ def store(store_url: str, tmp_path: Path) -> Any:
             **mailing("FRIEDRICHSTR 2", "BERLIN", "", "10115", "DE"),
         ),
         organization(50, name="ACME CLINIC LLC", other_org="SMITH FAMILY CLINIC", other_org_type="3"),
-        organization(51, name="AUSTIN HEART CENTER", zip="78701", city="AUSTIN", state="TX", **ao("SMITH", "ROBERT")),
+        organization(
+            51, name="AUSTIN HEART CENTER", zip="78701", city="AUSTIN", state="TX", **ao("SMITH", "ROBERT")
+        ),
         stub(60),
     ]
     pl = [[N[8], "233 S WACKER DR", "", "CHICAGO", "IL", "606061234", "US", "3125550100", "", ""]]
@@ -234,7 +244,12 @@ def test_radius(store: Any) -> None:
     assert [d for _, d in got] == [0.28, 0.28, 1.56, 7.83]
     assert find(store, near=AUSTIN, radius_miles=20)[-1] == N[7]  # Round Rock, 17.7 miles
     assert find(store, near=AUSTIN, radius_miles=10, last_name="SMITH") == [N[1], N[2], N[4]]
-    assert find(store, near=AUSTIN, radius_miles=20, last_name="SMITH", fuzzy=True) == [N[1], N[2], N[4], N[7]]
+    assert find(store, near=AUSTIN, radius_miles=20, last_name="SMITH", fuzzy=True) == [
+        N[1],
+        N[2],
+        N[4],
+        N[7],
+    ]
     assert find(store, near=AUSTIN, radius_miles=10, entity_type="NPI-2") == [HEART]
     assert find(store, near=AUSTIN, radius_miles=10, postal_code="78705") == [N[2]]
     assert find(store, near=AUSTIN, radius_miles=0.1) == []
@@ -250,7 +265,9 @@ def test_pagination_skip_has_more_and_cursor(store: Any) -> None:
     third = search(store, q, limit=2, cursor=second.next_cursor)
     assert [h.npi for h in third.hits] == everything[4:] and not third.has_more and third.next_cursor is None
     assert [h.npi for h in search(store, q, limit=2, skip=2).hits] == everything[2:4]
-    assert search(store, q, limit=5) == SearchPage(search(store, q, limit=5).hits, False, None)  # exactly full
+    assert search(store, q, limit=5) == SearchPage(
+        search(store, q, limit=5).hits, False, None
+    )  # exactly full
     assert search(store, q, limit=4).has_more
     assert search(store, q, limit=2, skip=5) == SearchPage([], False, None)
     for query in (q, SearchQuery(near=AUSTIN, radius_miles=20), SearchQuery(state="TX")):
@@ -304,7 +321,9 @@ def test_sample_rows(sample: Any) -> None:
     rows = _sample_rows()
     for code in ("207R00000X", "207Q00000X", "174400000X", "208000000X"):
         expect = sorted(
-            r["NPI"] for r in rows if any(r[f"Healthcare Provider Taxonomy Code_{i}"] == code for i in range(1, 16))
+            r["NPI"]
+            for r in rows
+            if any(r[f"Healthcare Provider Taxonomy Code_{i}"] == code for i in range(1, 16))
         )
         assert find(sample, taxonomy_code=code) == expect, code  # any slot, not only the primary
     assert find(sample, last_name="DUBOSE") == ["1114920162"]
@@ -318,11 +337,7 @@ def test_sample_rows(sample: Any) -> None:
     assert find(sample, city="o'fallon") == find(sample, city="O FALLON") == ["1205839354"]
     assert find(sample, status="deactivated") == sorted(r["NPI"] for r in rows if not r["Entity Type Code"])
     assert find(sample, first_name="jon", last_name="dubose", state="NC") == ["1114920162"]
-    ny = sorted(
-        r["NPI"]
-        for r in rows
-        if "NY" in (r[f"{MAIL} State Name"], r[f"{PRACTICE} State Name"])
-    )
+    ny = sorted(r["NPI"] for r in rows if "NY" in (r[f"{MAIL} State Name"], r[f"{PRACTICE} State Name"]))
     assert find(sample, state="NY") == ny
     assert walk(sample, SearchQuery(state="NY"), 3) == ny
 

@@ -125,7 +125,14 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         )
     for i in range(1, CARDIOLOGY_PHARMACISTS + 1):
         rows.append(
-            individual(500 + i, last="KOWALSKI", first="PETRA", taxonomy="1835C0206X", city="CHICAGO")
+            individual(
+                500 + i,
+                last="KOWALSKI",
+                first="PETRA",
+                taxonomy="1835C0206X",
+                city="CHICAGO",
+                zip="606011234",
+            )
         )
     for i in range(1, CHICAGO_CLINICS + 1):
         rows.append(
@@ -358,7 +365,7 @@ def test_every_search_result_flattens(tutorial: dict[str, Any]) -> None:
     everything = []
     for skip in (0, 200):
         page = requests.get(
-            f"{tutorial['NPPES_BASE']}",
+            tutorial["NPPES_BASE"],
             params={
                 "version": "2.1",
                 "taxonomy_description": "Internal Medicine",

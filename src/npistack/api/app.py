@@ -152,7 +152,45 @@ def create_app(
     app.include_router(admin.router)
     app.include_router(ops.router)
     app.add_middleware(RequestContext, metrics=metrics, access_log=settings.access_log)
+    _customize_openapi(app)
     return app
+
+
+def _customize_openapi(app: FastAPI) -> None:
+    """Bearer security on the keyed endpoints, and our 400 body instead of FastAPI's 422 (never sent)."""
+    from fastapi.openapi.utils import get_openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema:
+            return app.openapi_schema
+        schema = get_openapi(
+            title=app.title, version=app.version, description=app.description, routes=app.routes
+        )
+        schema.setdefault("components", {}).setdefault("securitySchemes", {})["bearerAuth"] = {
+            "type": "http",
+            "scheme": "bearer",
+            "description": "An npistack API key: `npistack keys create`.",
+        }
+        for path, ops in schema.get("paths", {}).items():
+            for op in ops.values():
+                responses = op.get("responses", {})
+                moved = responses.pop("422", None)
+                if moved is not None and "400" not in responses:
+                    responses["400"] = {
+                        "description": "Invalid request",
+                        "content": {
+                            "application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}
+                        },
+                    }
+                if path.startswith(("/api/v1", "/admin/v1")):
+                    op["security"] = [{"bearerAuth": []}]
+        schemas = schema.get("components", {}).get("schemas", {})
+        for name in ("HTTPValidationError", "ValidationError"):
+            schemas.pop(name, None)
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 class RequestContext:

@@ -73,8 +73,10 @@ async def http_error_handler(request: Request, exc: Exception) -> Response:
     if exc.status_code == 404:
         return error_response(request, ApiError("not_found", f"No endpoint {request.url.path}."))
     if exc.status_code == 405:
+        allow = dict(exc.headers or {})  # HTTP requires the Allow header on a 405
         return error_response(
-            request, ApiError("method_not_allowed", f"{request.method} is not allowed on {request.url.path}.")
+            request,
+            ApiError("method_not_allowed", f"{request.method} is not allowed on {request.url.path}.", allow),
         )
     return error_response(request, ApiError("invalid_request", str(exc.detail)))
 
@@ -94,5 +96,9 @@ async def validation_error_handler(request: Request, exc: Exception) -> Response
 async def unhandled_error_handler(request: Request, exc: Exception) -> Response:
     import logging
 
-    logging.getLogger("npistack.api").exception("unhandled error in %s %s", request.method, request.url.path)
-    return error_response(request, ApiError("internal_error"))
+    rid = request_id(request)
+    logging.getLogger("npistack.api").exception(
+        "unhandled error in %s %s (request %s)", request.method, request.url.path, rid
+    )
+    # Starlette answers this from outside the middleware stack, so the request id header is set here.
+    return error_response(request, ApiError("internal_error", headers={"X-Request-Id": rid}))

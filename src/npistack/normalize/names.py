@@ -25,6 +25,7 @@ def name_key(value: str) -> str:
     if not value:
         return ""
     if not value.isascii():
+        value = value.replace("ß", "ss").replace("ẞ", "SS")  # NFKD does not decompose the sharp s
         value = unicodedata.normalize("NFKD", value).encode("ascii", "ignore").decode("ascii")
     value = value.upper().replace("'", "")
     value = _NON_KEY.sub(" ", value)

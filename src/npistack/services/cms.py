@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 
+from npistack.normalize.names import name_key
 from npistack.nppes.codes import IDENTIFIER_TYPES, OTHER_NAME_TYPES
 from npistack.services.search import SearchQuery
 
@@ -114,6 +115,7 @@ ERRORS: dict[str, str] = {
     "33": "Field limit must be a whole number from 1 to 200",
     "34": "Field skip must be a whole number from 0 to 1000",
     "35": "Field country_code US requires additional search criteria",
+    "36": "Field must contain at least one letter or digit",
 }
 
 
@@ -159,7 +161,10 @@ def _check_text(value: str, field: str) -> CmsError | None:
     extra = "*@" if field == "organization_name" else "*"
     if not _allowed(value, extra):
         return _error("31", field)
-    return _check_wildcard(value, field)
+    problem = _check_wildcard(value, field)
+    if problem is None and not name_key(value.rstrip("*")):  # only punctuation: nothing to match
+        return _error("36", field)
+    return problem
 
 
 def _check_postal(value: str) -> tuple[str | None, CmsError | None]:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from pathlib import Path
-from urllib.parse import quote
 from typing import Any
+from urllib.parse import quote
 
 from rich.console import Console
 from rich.table import Table
@@ -55,11 +55,11 @@ def run_demo(
     from npistack.services.accounts import Accounts
     from npistack.storage.accounts import AccountsDb
 
-    db = AccountsDb(url)
+    accounts_db = AccountsDb(url)
     try:
-        key, rec = Accounts(db).create_key(name="demo", plan="growth")
+        key, rec = Accounts(accounts_db).create_key(name="demo", plan="growth")
     finally:
-        db.close()
+        accounts_db.close()
     console.print(f"created key {rec.prefix}… on plan {rec.plan} (shown once, only its hash is stored):")
     console.print(f"  {key}", markup=False)
     base = f"http://127.0.0.1:{port}"

@@ -72,6 +72,7 @@ class DataIndex(NamedTuple):
     unique: bool = False
     where: str = ""  # a partial index
 
+
 # Indexes built on the staging tables at the end of a load. Staging tables are append-only (rows
 # arrive in NPPES order, not NPI order): building indexes once at the end is a sort, where
 # maintaining them during the load would rewrite random pages. Search reads most of them as
@@ -86,10 +87,10 @@ DATA_INDEXES: tuple[DataIndex, ...] = (
     DataIndex("taxo_code", "provider_taxonomies", "code, npi"),
     DataIndex("taxo_license", "provider_taxonomies", "license_key, license_state"),
     DataIndex("taxo_npi", "provider_taxonomies", "npi, code"),
-    DataIndex("loc_state", "provider_locations", "state, city_key"),
-    DataIndex("loc_city", "provider_locations", "city_key, state"),
+    DataIndex("loc_state", "provider_locations", "state, npi"),
+    DataIndex("loc_city", "provider_locations", "city_key, state, npi"),
     DataIndex("loc_postal", "provider_locations", "postal"),
-    DataIndex("loc_foreign", "provider_locations", "country", where="country <> 'US'"),
+    DataIndex("loc_foreign", "provider_locations", "country, npi", where="country <> 'US'"),
     DataIndex("loc_cell", "provider_locations", "cell, purpose, lat, lon, npi"),
     DataIndex("loc_npi", "provider_locations", "npi, purpose, state, city_key, postal, country"),
     DataIndex("extras_npi", "provider_extras", "npi, kind, seq"),

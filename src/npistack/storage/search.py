@@ -14,8 +14,9 @@ Plans (every criterion other than the driver becomes an ``EXISTS`` on covering i
   from the covering ``(cell, purpose, lat, lon, npi)`` index and filtered in SQL; distances are
   computed here, once per distinct point (locations sit on ZIP centroids), and sorted.
 - otherwise, ordered by NPI: a selective address (city or postal code) drives; else the smaller of
-  the address and taxonomy candidates when a capped count says it is small; else ``providers`` is
-  read in NPI order with every criterion as a filter, which stops as soon as the page is full.
+  the address and taxonomy candidates when a capped count says it is small; else a single
+  taxonomy code or the address (a state) is read in NPI order from its ``(..., npi)`` index, or
+  ``providers`` is, with every other criterion as a filter: the scan stops when the page is full.
 """
 
 from __future__ import annotations
@@ -313,46 +314,52 @@ class SearchSql(ABC):
 
     def _search_by_npi(self, q: IndexQuery, after: SortKey | None, limit: int, offset: int) -> list[SortKey]:
         driver = None if q.npi is not None else self._driver(q)
-        source: _Sql
         if driver is None:
-            conds = _provider_conds(q, "p") + _filters(q, "p.npi", skip={"provider"})
-            source, x = ("providers p", []), "p.npi"
+            table, x = "providers p", "p.npi"
+            conds = _provider_conds(q, "p") + _filters(q, x, skip={"provider"})
         else:
-            name, (dsql, dparams) = driver
-            conds = _filters(q, "d.npi", skip={name})
-            source, x = (f"(SELECT DISTINCT c.npi AS npi FROM {dsql}) AS d", dparams), "d.npi"
+            name, table, driving = driver
+            x = "c.npi"
+            conds = driving + _filters(q, x, skip={name})
         if after is not None:
             conds.append((f"{x} > ?", [after[2]]))
-        where_sql, where_params = _join(conds, " AND ")
-        sql = f"SELECT {x} FROM {source[0]}" + (f" WHERE {where_sql}" if conds else "")
-        rows = self._search_query(
-            f"{sql} ORDER BY {x} LIMIT ? OFFSET ?", [*source[1], *where_params, limit, offset]
-        )
+        where_sql, params = _join(conds, " AND ")
+        sql = f"SELECT {x} FROM {table}" + (f" WHERE {where_sql}" if conds else "")
+        if driver is not None:  # a provider may have several rows in the driving table
+            sql += f" GROUP BY {x}"
+        rows = self._search_query(f"{sql} ORDER BY {x} LIMIT ? OFFSET ?", [*params, limit, offset])
         return [(None, 0, int(r[0])) for r in rows]
 
-    def _driver(self, q: IndexQuery) -> tuple[str, _Sql] | None:
-        """The candidate set to start from, or None to scan ``providers`` in NPI order."""
-        candidates: list[tuple[str, _Sql]] = []
+    def _driver(self, q: IndexQuery) -> tuple[str, str, list[_Sql]] | None:
+        """The table to start from and its conditions, or None to read ``providers`` in NPI order.
+
+        A candidate set smaller than DRIVER_CAP rows (a capped count says) is read whole and sorted;
+        otherwise a single taxonomy code or an address (state, city) is read in NPI order from its
+        ``(..., npi)`` index and the scan stops when the page is full."""
+        candidates: list[tuple[str, str, list[_Sql]]] = []
+        if q.codes is not None:
+            codes = list(q.codes)
+            candidates.append(("codes", "provider_taxonomies c", [(f"c.code IN ({_marks(codes)})", codes)]))
         if q.address is not None and q.address.narrows:
-            sql, params = _join(_address_where(q.address, "c"), " AND ")
-            address = ("address", (f"provider_locations c WHERE {sql}", params))
+            address = ("address", "provider_locations c", _address_where(q.address, "c"))
             if q.address.selective:
                 return address
             candidates.append(address)
-        if q.codes is not None:
-            codes = list(q.codes)
-            candidates.append(("codes", (f"provider_taxonomies c WHERE c.code IN ({_marks(codes)})", codes)))
-        best: tuple[int, tuple[str, _Sql]] | None = None
+        best: tuple[int, tuple[str, str, list[_Sql]]] | None = None
         for cand in candidates:
-            sql, params = cand[1]
+            sql, params = _join(cand[2], " AND ")
             n = int(
                 self._search_query(
-                    f"SELECT count(*) FROM (SELECT 1 FROM {sql} LIMIT ?) AS k", [*params, DRIVER_CAP]
+                    f"SELECT count(*) FROM (SELECT 1 FROM {cand[1]} WHERE {sql} LIMIT ?) AS k",
+                    [*params, DRIVER_CAP],
                 )[0][0]
             )
             if n < DRIVER_CAP and (best is None or n < best[0]):
                 best = (n, cand)
-        return best[1] if best else None
+        if best is not None:
+            return best[1]
+        ordered = [c for c in candidates if c[0] == "address" or len(c[2][0][1]) == 1]
+        return ordered[0] if ordered else None
 
     def _search_circle(
         self, q: IndexQuery, c: Circle, after: SortKey | None, limit: int, offset: int

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import Response
 
 from npistack.api.app import ApiState, app_state
@@ -17,6 +17,7 @@ from npistack.storage.accounts import Plan
 
 router = APIRouter(prefix="/admin/v1", tags=["admin"])
 ERRORS = error_responses(400, 401, 403, 404, 500)
+MAX_INT = 2**63 - 1  # the databases' BIGINT
 
 
 def _body(raw: bytes) -> dict[str, Any]:
@@ -59,6 +60,7 @@ async def list_keys(request: Request) -> Response:
 @router.post(
     "/keys",
     summary="Create an API key (the key is in this response only)",
+    status_code=201,
     responses=ERRORS,
     response_model=None,
     openapi_extra={
@@ -96,7 +98,9 @@ async def create_key(request: Request) -> Response:
     responses=ERRORS,
     response_model=None,
 )
-async def key_action(key_id: int, action: str, request: Request) -> Response:
+async def key_action(
+    request: Request, action: str, key_id: int = Path(ge=1, le=MAX_INT, description="The key's id")
+) -> Response:
     st = app_state(request.app)
     require_admin(st, request)
     status = {"suspend": "suspended", "resume": "active", "revoke": "revoked"}.get(action)
@@ -117,7 +121,31 @@ async def list_plans(request: Request) -> Response:
     return _ok(request, [p.as_dict() for p in st.accounts.db.plans()])
 
 
-@router.put("/plans/{name}", summary="Create or change a plan", responses=ERRORS, response_model=None)
+@router.put(
+    "/plans/{name}",
+    summary="Create or change a plan",
+    responses=ERRORS,
+    response_model=None,
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {
+                    "schema": {
+                        "type": "object",
+                        "required": ["monthlyCredits", "requestsPerMinute", "enrichment"],
+                        "properties": {
+                            "monthlyCredits": {"type": "integer", "minimum": 0},
+                            "requestsPerMinute": {"type": "integer", "minimum": 1},
+                            "enrichment": {"type": "boolean"},
+                            "description": {"type": "string"},
+                        },
+                    }
+                }
+            },
+        }
+    },
+)
 async def put_plan(name: str, request: Request) -> Response:
     st = app_state(request.app)
     require_admin(st, request)
@@ -127,10 +155,10 @@ async def put_plan(name: str, request: Request) -> Response:
         body.get("requestsPerMinute"),
         body.get("enrichment"),
     )
-    if not isinstance(credits, int) or isinstance(credits, bool) or credits < 0:
-        raise ApiError("invalid_request", "monthlyCredits must be a non-negative integer.")
-    if not isinstance(rpm, int) or isinstance(rpm, bool) or rpm < 1:
-        raise ApiError("invalid_request", "requestsPerMinute must be a positive integer.")
+    if not isinstance(credits, int) or isinstance(credits, bool) or not 0 <= credits <= MAX_INT:
+        raise ApiError("invalid_request", f"monthlyCredits must be an integer from 0 to {MAX_INT}.")
+    if not isinstance(rpm, int) or isinstance(rpm, bool) or not 1 <= rpm <= 2**31 - 1:
+        raise ApiError("invalid_request", f"requestsPerMinute must be an integer from 1 to {2**31 - 1}.")
     if not isinstance(enrichment, bool):
         raise ApiError("invalid_request", "enrichment must be true or false.")
     if not name.strip() or len(name) > 64:
@@ -144,7 +172,7 @@ async def put_plan(name: str, request: Request) -> Response:
 @router.get("/usage", summary="Usage per key and day", responses=ERRORS, response_model=None)
 async def usage(
     request: Request,
-    key_id: int | None = Query(None, description="Only this key"),
+    key_id: int | None = Query(None, ge=1, le=MAX_INT, description="Only this key"),
     days: int = Query(31, ge=1, le=400, description="How many days back, today included"),
 ) -> Response:
     st = app_state(request.app)

@@ -14,7 +14,7 @@ from fastapi.responses import Response
 
 from npistack.api.app import app_state
 from npistack.api.errors import ApiError
-from npistack.api.metering import admit
+from npistack.api.metering import admit, refund
 from npistack.services import cms
 from npistack.services.providers import get_providers
 from npistack.services.search import search
@@ -37,23 +37,55 @@ def _json(body: object, pretty: bool, status: int = 200, headers: dict[str, str]
         'with HTTP 200 as {"Errors": [{"description", "field", "number"}]}.'
     ),
     response_model=None,
+    openapi_extra={
+        "parameters": [
+            {"name": name, "in": "query", "required": name == "version", "schema": {"type": "string"}}
+            for name in (
+                "version",
+                "number",
+                "enumeration_type",
+                "taxonomy_description",
+                "name_purpose",
+                "first_name",
+                "use_first_name_alias",
+                "last_name",
+                "organization_name",
+                "address_purpose",
+                "city",
+                "state",
+                "postal_code",
+                "country_code",
+                "limit",
+                "skip",
+                "pretty",
+            )
+        ]
+    },  # fmt: skip
 )
 async def registry(request: Request) -> Response:
     st = app_state(request.app)
     params = dict(request.query_params)
     pretty = "pretty" in params
     headers: dict[str, str] = {}
-    if st.settings.cms_require_key:
+    parsed = cms.parse_params(params)
+    if st.settings.cms_require_key:  # after validation: a refused request costs nothing
         try:
             adm = admit(st, request)
         except ApiError as e:
             err = {"description": e.message, "field": "Authorization", "number": str(e.status)}
             return _json({"Errors": [err]}, pretty, e.status, e.headers)
         headers = adm.headers()
-    parsed = cms.parse_params(params)
     if isinstance(parsed, list):
+        if st.settings.cms_require_key:
+            refund(st, adm, 1)
+            headers = adm.headers()
         return _json(cms.errors_body(parsed), pretty, 200, headers)
-    page = search(st.store, parsed.query, limit=parsed.limit, skip=parsed.skip)
+    try:
+        page = search(st.store, parsed.query, limit=parsed.limit, skip=parsed.skip)
+    except ValueError as e:  # a query the parameters let through but the engine cannot answer
+        return _json(
+            {"Errors": [{"description": str(e), "field": "query", "number": "22"}]}, pretty, 200, headers
+        )
     docs = get_providers(st.store, [h.npi for h in page.hits])
     return _json(cms.render_response(docs), parsed.pretty, 200, headers)
 

@@ -46,7 +46,12 @@ async def readyz(request: Request) -> Response:
     )
 
 
-@router.get("/metrics", summary="Prometheus metrics of this server process", response_model=None)
+@router.get(
+    "/metrics",
+    summary="Prometheus metrics of this server process",
+    response_model=None,
+    response_class=PlainTextResponse,
+)
 async def metrics(request: Request) -> Response:
     st = app_state(request.app)
     load = st.current_load()

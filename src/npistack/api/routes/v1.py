@@ -75,7 +75,13 @@ async def lookup(
         raise ApiError("invalid_npi", problem)
     factors = _enrichment(st, enrichment)
     adm = admit(st, request, cost=2 if factors else 1, enrichment=bool(factors))
-    outcome = (await st.lookup.lookup([npi]))[0]
+    try:
+        outcome = (await st.lookup.lookup([npi]))[0]
+        if outcome.doc is not None and factors:
+            _enrich(st, outcome.doc, factors)
+    except BaseException:
+        refund(st, adm, 1)  # a 500 costs nothing
+        raise
     st.metrics.count("lookup", "upstream_error" if outcome.upstream_error else outcome.cache)
     if outcome.upstream_error:
         refund(st, adm, 1)
@@ -83,8 +89,6 @@ async def lookup(
     headers = {**adm.headers(), "X-Cache-Status": outcome.cache}
     if outcome.doc is None:
         raise ApiError("npi_not_found", headers=headers)
-    if factors:
-        _enrich(st, outcome.doc, factors)
     body = {"data": outcome.doc, "meta": {"requestId": request_id(request), "cached": outcome.cached}}
     return json_response(body, 200, headers)
 
@@ -132,8 +136,13 @@ async def bulk(request: Request) -> Response:
     npis = _parse_bulk(await request.body())
     adm: Admission = admit(st, request, units=len(npis), partial=True)
     served = npis[: adm.granted]
-    checkable = [n for n in served if npi_problem(n) is None]
-    outcomes = {o.npi: o for o in await st.lookup.lookup(list(dict.fromkeys(checkable)))}
+    try:
+        # Every served item is looked up, as the contract does (an NPI failing the check digit is
+        # not in the store, and the upstream, if any, is asked like for any other missing NPI).
+        outcomes = {o.npi: o for o in await st.lookup.lookup(list(dict.fromkeys(served)))}
+    except BaseException:
+        refund(st, adm, adm.granted)  # a 500 costs nothing
+        raise
     rid = request_id(request)
     data, counts = [], dict.fromkeys(("found", "notFound", "upstreamErrors", "quotaExceeded", "cacheHits"), 0)
     upstream_failures = 0
@@ -143,23 +152,24 @@ async def bulk(request: Request) -> Response:
         if i >= adm.granted:
             item.update(status="quota_exceeded", error=_QUOTA_ERROR)
             counts["quotaExceeded"] += 1
-        elif npi not in outcomes:  # fails the check digit: cannot exist
-            item.update(status="not_found", error={"code": "invalid_npi", "message": npi_problem(npi)})
+            data.append(item)
+            continue
+        o = outcomes[npi]
+        st.metrics.count("lookup", "upstream_error" if o.upstream_error else o.cache)
+        if o.upstream_error:
+            item.update(status="upstream_error", error=_UPSTREAM_ERROR)
+            counts["upstreamErrors"] += 1
+            upstream_failures += 1
+        elif o.doc is None:
+            item["status"] = "not_found"
+            problem = npi_problem(npi)
+            if problem:  # say why it can never be found
+                item["error"] = {"code": "invalid_npi", "message": problem}
             counts["notFound"] += 1
         else:
-            o = outcomes[npi]
-            st.metrics.count("lookup", "upstream_error" if o.upstream_error else o.cache)
-            if o.upstream_error:
-                item.update(status="upstream_error", error=_UPSTREAM_ERROR)
-                counts["upstreamErrors"] += 1
-                upstream_failures += 1
-            elif o.doc is None:
-                item["status"] = "not_found"
-                counts["notFound"] += 1
-            else:
-                item.update(status="found", provider=o.doc, cached=o.cached)
-                counts["found"] += 1
-                counts["cacheHits"] += int(o.cached)
+            item.update(status="found", provider=o.doc, cached=o.cached)
+            counts["found"] += 1
+            counts["cacheHits"] += int(o.cached)
         data.append(item)
     refund(st, adm, upstream_failures)
     body = {"data": data, "meta": {"requestId": rid, "counts": {"requested": len(npis), **counts}}}
@@ -201,20 +211,23 @@ async def search_providers(
     adm = admit(st, request, cost=2 if factors else 1, enrichment=bool(factors))
     try:
         page = search(st.store, req.query, limit=req.limit, skip=req.skip, cursor=req.cursor)
+        docs = {d["npi"]: d for d in get_providers(st.store, [h.npi for h in page.hits])}
+        data = []
+        for hit in page.hits:
+            doc = docs.get(hit.npi)
+            if doc is None:  # replaced by a load between the two reads
+                continue
+            if hit.distance_miles is not None:
+                doc["distanceMiles"] = hit.distance_miles
+            if factors:
+                _enrich(st, doc, factors)
+            data.append(doc)
     except ValueError as e:
         refund(st, adm, 1)
         raise ApiError("invalid_search_params", str(e)) from None
-    docs = {d["npi"]: d for d in get_providers(st.store, [h.npi for h in page.hits])}
-    data = []
-    for hit in page.hits:
-        doc = docs.get(hit.npi)
-        if doc is None:  # replaced by a load between the two reads
-            continue
-        if hit.distance_miles is not None:
-            doc["distanceMiles"] = hit.distance_miles
-        if factors:
-            _enrich(st, doc, factors)
-        data.append(doc)
+    except BaseException:
+        refund(st, adm, 1)  # a 500 costs nothing
+        raise
     pagination = {"limit": req.limit, "skip": req.skip, "returned": len(data), "hasMore": page.has_more,
                   "nextCursor": page.next_cursor}  # fmt: skip
     body = {"data": data, "meta": {"requestId": request_id(request), "pagination": pagination}}
