@@ -5,6 +5,7 @@ taxonomies, status, radius, ranking, and pagination (skip, has_more, cursors).""
 from __future__ import annotations
 
 import csv
+import math
 from pathlib import Path
 from random import Random
 from typing import Any
@@ -13,10 +14,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from npistack.errors import StoreNotReady
 from npistack.ingest.load import ingest
-from npistack.normalize.geo import haversine_miles, zip_info
+from npistack.ingest.transform import geo_cell
+from npistack.normalize.geo import haversine_miles, zip_info, zip_table
 from npistack.services.search import SearchPage, SearchQuery, decode_cursor, search, taxonomy_codes
 from npistack.storage import open_store
+from npistack.storage.search import _cell_bound
 from tests.nppes_files import SAMPLE, individual, npi, organization, stub, write_bundle
 
 AUSTIN = (30.2672, -97.7431)  # downtown
@@ -26,7 +30,7 @@ PRACTICE = "Provider Business Practice Location Address"
 
 def mailing(line1: str, city: str, state: str, postal: str, country: str = "") -> dict[str, str]:
     return {
-        f"Provider First Line Business Mailing Address": line1,
+        "Provider First Line Business Mailing Address": line1,
         f"{MAIL} City Name": city,
         f"{MAIL} State Name": state,
         f"{MAIL} Postal Code": postal,
@@ -219,6 +223,9 @@ def test_taxonomies(store: Any) -> None:
     assert find(store, taxonomy_code="207R00000X", taxonomy_description="Cardiovascular Disease") == []
     assert find(store, taxonomy_description="Quantum Healing") == []
     assert "207RC0000X" in taxonomy_codes("Cardiovascular Disease Physician")  # the display name
+    assert "2084V0102X" in taxonomy_codes("neurology")  # Vascular Neurology: a word of a specialization
+    assert "2084P0800X" not in taxonomy_codes("Neurology")  # not the "Psychiatry & Neurology" psychiatrists
+    assert "207X00000X" in taxonomy_codes("Orthopaedic")  # nothing equals it: classification words count
 
 
 def test_status_entity_and_number(store: Any) -> None:
@@ -301,6 +308,12 @@ def test_impossible_queries_raise_value_error(store: Any) -> None:
     assert decode_cursor(other, SearchQuery(state="TX"))[2] == int(N[1])
 
 
+def test_a_store_without_the_search_index_says_to_reload(store: Any) -> None:
+    store._exec("DROP TABLE provider_name_keys")  # as in a store loaded before search existed
+    with pytest.raises(StoreNotReady, match="npistack ingest --force"):
+        search(store, SearchQuery(last_name="SMIHT", fuzzy=True), limit=5)
+
+
 # -- the real sample rows ----------------------------------------------------------------------
 
 
@@ -346,8 +359,11 @@ def test_sample_rows(sample: Any) -> None:
 
 LASTS = ("SMITH", "SMYTHE", "SMITHSON", "SMALL", "JONES", "JONAS", "LEE")
 FIRSTS = ("ROBERT", "BOB", "ANN", "MARY", "LEE")
-PLACES = (("AUSTIN", "TX", "78701"), ("AUSTIN", "TX", "78705"), ("ROUND ROCK", "TX", "78664"),
-          ("DALLAS", "TX", "75201"), ("BOSTON", "MA", "02114"))  # fmt: skip
+PLACES = tuple(  # (city, state, ZIP) of every ZIP within 80 miles of Austin, and Boston
+    (z.city, z.state, z.zip5)
+    for z in sorted(zip_table().values(), key=lambda z: z.zip5)
+    if z.zip_type == "STANDARD" and haversine_miles(*AUSTIN, z.lat, z.lon) <= 80
+) + (("BOSTON", "MA", "02114"),)
 CODES = ("207R00000X", "207RC0000X", "363LF0000X")
 
 
@@ -355,7 +371,7 @@ CODES = ("207R00000X", "207RC0000X", "363LF0000X")
 def random_store(store_url: str, tmp_path: Path) -> Any:
     rng = Random(7)
     rows: list[list[str]] = []
-    for n in range(1, 61):
+    for n in range(1, 151):
         city, state, zip5 = rng.choice(PLACES)
         kw: dict[str, str] = dict(city=city, state=state, zip=zip5, taxonomy=rng.choice(CODES))
         if rng.random() < 0.3:
@@ -366,8 +382,13 @@ def random_store(store_url: str, tmp_path: Path) -> Any:
             rows.append(organization(n, name=f"{rng.choice(LASTS)} CLINIC", city=city, state=state, zip=zip5))
         else:
             rows.append(individual(n, last=rng.choice(LASTS), first=rng.choice(FIRSTS), **kw))
+    pl = []
+    for r in rows:  # secondary practice locations: a provider's nearest location may be any of them
+        for _ in range(rng.choice((0, 0, 1, 2))):
+            city, state, zip5 = rng.choice(PLACES)
+            pl.append([r[0], "1 ELM ST", "", city, state, zip5, "US", "", "", ""])
     s = open_store(store_url)
-    ingest(write_bundle(tmp_path / "r", rows), s)
+    ingest(write_bundle(tmp_path / "r", rows, pl=pl), s)
     yield s
     s.close()
 
@@ -397,3 +418,37 @@ def test_cursor_walk_equals_skip_paging(random_store: Any, query: SearchQuery, l
         assert page.has_more == (skip + limit < len(full))
     assert by_skip == full
     assert walk(random_store, query, limit) == full
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    centre=st.tuples(st.floats(29.5, 31.0), st.floats(-98.5, -97.0)) | st.just((42.36, -71.06)),
+    miles=st.sampled_from([1.0, 5.0, 20.0, 60.0, 250.0]),
+    limit=st.integers(1, 9),
+)
+def test_radius_equals_brute_force(
+    random_store: Any, centre: tuple[float, float], miles: float, limit: int
+) -> None:
+    best: dict[int, float] = {}
+    for n, lat, lon in random_store._query(
+        "SELECT npi, lat, lon FROM provider_locations WHERE purpose <> 'mailing' AND lat IS NOT NULL"
+    ):
+        d = haversine_miles(*centre, lat, lon)
+        if d <= miles and d < best.get(n, math.inf):
+            best[n] = d
+    expect = [(str(n), round(d, 2)) for n, d in sorted(best.items(), key=lambda kv: (kv[1], kv[0]))]
+    query = SearchQuery(near=centre, radius_miles=miles)
+    assert [(h.npi, h.distance_miles) for h in search(random_store, query, limit=1000).hits] == expect
+    assert walk(random_store, query, limit) == [n for n, _ in expect]
+
+
+@given(
+    lat=st.floats(-89.9, 89.9),
+    lon=st.floats(-180, 180),
+    dlat=st.floats(-3, 3),
+    dlon=st.floats(-4, 4),
+)
+def test_cell_bound_is_a_lower_bound(lat: float, lon: float, dlat: float, dlon: float) -> None:
+    plat = max(-89.99, min(89.99, lat + dlat))
+    plon = (lon + dlon + 180.0) % 360.0 - 180.0
+    assert _cell_bound(lat, lon, geo_cell(plat, plon)) <= haversine_miles(lat, lon, plat, plon)

@@ -105,7 +105,7 @@ def search(
     keys = store.search_index(plan, after=after, limit=limit + 1, offset=skip)
     has_more = len(keys) > limit
     keys = keys[:limit]
-    label = _labeller(plan, query)
+    label = _labeller(plan)
     hits = [
         SearchHit(npi=str(npi), distance_miles=None if d is None else round(d, 2), matched_name=label(rank))
         for d, rank, npi in keys
@@ -115,7 +115,7 @@ def search(
     )
 
 
-def _labeller(plan: IndexQuery, query: SearchQuery) -> Callable[[int], str | None]:
+def _labeller(plan: IndexQuery) -> Callable[[int], str | None]:
     """Which name matched, from the rank (rank = quality * 4 + 2 for an other name + alias bit)."""
     if not plan.ranked:
         return lambda rank: None
@@ -142,10 +142,11 @@ def plan_query(store: SqlStore, q: SearchQuery) -> IndexQuery | None:
         if not (number.isascii() and number.isdigit() and len(number) == 10):
             raise ValueError(f"number: {q.number!r} is not a 10-digit NPI")
         npi = int(number)
-
     last = _name("last_name", q.last_name)
     first = _name("first_name", q.first_name)
     org = _name("organization_name", q.organization_name)
+    address, circle, codes = _address(q), _circle(q), _taxonomy_codes(q)
+
     person = _person_rule(store, q, last, first, ("ao",) if purpose == "ao" else PROVIDER_NAMES)
     org_rule = _org_rule(store, q, org) if org else None
     ranked: list[NameRule] = []
@@ -156,26 +157,15 @@ def plan_query(store: SqlStore, q: SearchQuery) -> IndexQuery | None:
             required.append(org_rule)
     else:
         ranked += [r for r in (person, org_rule) if r is not None]
-    if entity is not None and (ranked or required):
+    if entity is not None and ranked:
         ranked = [_with_entity(r, entity) for r in ranked if r.entity_type in (None, entity)]
-        required = [_with_entity(r, entity) for r in required if r.entity_type in (None, entity)]
-        if not ranked or len(required) < (1 if org_rule is not None and purpose == "ao" and person else 0):
-            return None
-        entity = None  # the name rows carry it
-
-    codes = _taxonomy_codes(q)
+        if not ranked or any(r.entity_type not in (None, entity) for r in required):
+            return None  # e.g. an organization name with entity_type NPI-1
+        required = [_with_entity(r, entity) for r in required]
+        entity = None  # every ranked name row carries it
     if codes is not None and not codes:
         return None
-    return IndexQuery(
-        npi=npi,
-        ranked=tuple(ranked),
-        required=tuple(required),
-        address=_address(q),
-        circle=_circle(q),
-        codes=codes,
-        entity_type=entity,
-        status=status,
-    )
+    return IndexQuery(npi, tuple(ranked), tuple(required), address, circle, codes, entity, status)
 
 
 def _choice(field: str, value: str | None, allowed: dict[str, int]) -> int | None:
@@ -259,15 +249,19 @@ def fuzzy_keys(store: SqlStore, klass: int, key: str, prefix: bool) -> list[tupl
 
     Candidates come from the store's vocabulary of distinct name keys of the class, limited to the
     same first character and a length window, so a typo in the first character is not found.
-    For a prefix, candidates are the keys' own prefixes of nearby lengths."""
+    For a prefix, candidates are the keys' own prefixes of nearby lengths (at least 4 characters or
+    the query's length, whichever is shorter)."""
     k = max_edits(len(key))
     if k == 0:
         return []
     n = len(key)
     found: dict[str, int] = {}
     if prefix:
-        for cand in store.name_keys(klass, key[0], max(2, n - k), 1000, cut=n + k):
-            for m in range(max(2, n - k), min(len(cand), n + k) + 1):
+        # Prefixes of n - k to n + k characters, but not below 4 (nor n): dropping the query's
+        # last letters would match far too much ("PION*" is not "PI*").
+        shortest = max(min(n, 4), n - k)
+        for cand in store.name_keys(klass, key[0], shortest, 1000, cut=n + k):
+            for m in range(shortest, min(len(cand), n + k) + 1):
                 p = cand[:m]
                 if p.startswith(key):
                     continue
@@ -294,7 +288,8 @@ def _address(q: SearchQuery) -> AddressRule | None:
     if q.address_purpose is not None:
         if q.address_purpose not in ADDRESS_PURPOSES:
             raise ValueError(
-                f"address_purpose: {q.address_purpose!r} is not one of {', '.join(ADDRESS_PURPOSES)} (or None for any)"
+                f"address_purpose: {q.address_purpose!r} is not one of"
+                f" {', '.join(ADDRESS_PURPOSES)} (or None for any)"
             )
         purposes = ADDRESS_PURPOSES[q.address_purpose]
     state = _code("state", q.state)
@@ -378,11 +373,10 @@ def taxonomy_codes(description: str) -> tuple[str, ...]:
 
     A code matches when its classification, specialization, display name or "Classification,
     Specialization" description equals the text (starts with it, for a prefix), or when its
-    specialization contains the text as whole words (a word prefix): "Cardiology" is the
-    specialization of a pharmacist code and a word of "Pediatric Cardiology" and "Interventional
-    Cardiology", while "Neurology" does not pull in every "Psychiatry & Neurology" code (display
-    names carry the classification in parentheses). When neither finds a code, any of the four
-    texts containing the text as whole words will do ("Heart").
+    specialization contains the text as whole words (a word prefix), or, only when nothing equals
+    the text, when its classification does. So "Cardiology" finds the pharmacists' "Cardiology"
+    and "Pediatric Cardiology"; "Neurology" finds "Vascular Neurology" but not every "Psychiatry &
+    Neurology" code; "Orthopaedic" (equal to nothing) finds the "Orthopaedic Surgery" codes.
     """
     text = _norm_text(description)
     prefix = text.endswith("*")
@@ -394,18 +388,14 @@ def taxonomy_codes(description: str) -> tuple[str, ...]:
     table = _nucc_texts(get_settings().nucc_csv or None)
     words = re.compile(r"(?<!\w)" + re.escape(text) + ("" if prefix else r"(?!\w)"))
 
-    def whole(t: str) -> bool:
+    def equal(t: str) -> bool:
         return t.startswith(text) if prefix else t == text
 
-    codes = [
-        code
-        for code, (classification, specialization, display, desc) in table
-        if any(whole(t) for t in (classification, specialization, display, desc))
-        or bool(words.search(specialization))
-    ]
-    if not codes:
-        codes = [code for code, texts in table if any(words.search(t) for t in texts)]
-    return tuple(codes)
+    exact = {code for code, texts in table if any(equal(t) for t in texts)}
+    found = exact | {code for code, texts in table if words.search(texts[1])}
+    if not exact:
+        found |= {code for code, texts in table if words.search(texts[0])}
+    return tuple(sorted(found))
 
 
 def _taxonomy_codes(q: SearchQuery) -> tuple[str, ...] | None:

@@ -78,7 +78,9 @@ class DataIndex(NamedTuple):
 # maintaining them during the load would rewrite random pages. Search reads most of them as
 # covering indexes (every column it needs is in the index), see storage/search.py.
 DATA_INDEXES: tuple[DataIndex, ...] = (
-    DataIndex("providers_npi", "providers", "npi", unique=True),
+    # Unique per NPI (loads refuse duplicate NPIs); status and entity type ride along so that
+    # search's filters on them read the index only.
+    DataIndex("providers_npi", "providers", "npi, status, entity_type", unique=True),
     DataIndex("docs_npi", "provider_docs", "npi", unique=True),
     DataIndex("names_key", "provider_names", "name_key, first_key, name_type, entity_type, npi"),
     DataIndex("names_first", "provider_names", "first_key, name_type, entity_type, npi"),

@@ -109,6 +109,8 @@ class PostgresStore(SqlStore):
         return bool(rows[0][0])
 
     def _after_swap(self) -> None:
+        # VACUUM sets the visibility map of the new tables, without which search's covering
+        # indexes are not read as index-only scans (every row would be fetched from the heap).
         for table in (
             "providers",
             "provider_names",
@@ -116,7 +118,7 @@ class PostgresStore(SqlStore):
             "provider_locations",
             "provider_name_keys",
         ):
-            self._exec(f"ANALYZE {table}")
+            self._exec(f"VACUUM ANALYZE {table}")
 
     def _app_ddl(self) -> list[str]:
         return [

@@ -10,13 +10,16 @@ Plans (every criterion other than the driver becomes an ``EXISTS`` on covering i
 - **names** given: every ``provider_names`` row that matches is read from the covering
   ``(name_key, first_key, name_type, entity_type, npi)`` index, ranked, grouped by NPI (best rank
   wins), filtered, sorted and cut to the page. The cost grows with the number of matching name rows.
-- **circle** given: the practice-location rows of the 0.1° grid cells covering the circle are read
-  from the covering ``(cell, purpose, lat, lon, npi)`` index and filtered in SQL; distances are
-  computed here, once per distinct point (locations sit on ZIP centroids), and sorted.
-- otherwise, ordered by NPI: a selective address (city or postal code) drives; else the smaller of
-  the address and taxonomy candidates when a capped count says it is small; else a single
-  taxonomy code or the address (a state) is read in NPI order from its ``(..., npi)`` index, or
-  ``providers`` is, with every other criterion as a filter: the scan stops when the page is full.
+- **circle** given: with names, the name matches drive and their practice locations are kept when in
+  the circle; otherwise the 0.1° grid cells that may hold points of the circle are read nearest first
+  (by a lower bound of their distance), in growing batches, from the covering ``(cell, purpose, lat,
+  lon, npi)`` index with the other criteria as filters, until the page is full of hits nearer than
+  any cell not read yet. Distances are computed here, once per distinct point (locations sit on ZIP
+  centroids).
+- otherwise, ordered by NPI: a city or postal code drives; else the smaller of the address and
+  taxonomy candidates when a capped count says it is small; else a single taxonomy code, a state or
+  a country is read in NPI order from its ``(..., npi)`` index, or ``providers`` is, with every
+  other criterion as a filter: the scan stops when the page is full.
 """
 
 from __future__ import annotations
@@ -30,9 +33,9 @@ from typing import Any
 
 from npistack.errors import StoreError, StoreNotReady
 from npistack.ingest.transform import CELL_DEGREES
-from npistack.normalize.geo import bounding_box, haversine_miles
+from npistack.normalize.geo import EARTH_RADIUS_MILES, bounding_box, haversine_miles
 
-# A candidate set at least this large is not materialized: ``providers`` is scanned in NPI order.
+# A candidate set at least this large is not read whole and sorted: see ``SearchSql._driver``.
 DRIVER_CAP = 10_000
 PRACTICE = ("primary", "secondary")
 _LAT_CELLS, _LON_CELLS = round(180 / CELL_DEGREES), round(360 / CELL_DEGREES)
@@ -124,12 +127,14 @@ def _next(prefix: str) -> str:
     return prefix[:-1] + chr(ord(prefix[-1]) + 1)
 
 
-def _rule_where(r: NameRule, a: str) -> _Sql:
+def _rule_where(r: NameRule, a: str, keys: Sequence[KeyMatch] | None = None) -> _Sql:
+    """The rule's conditions; ``keys`` (default: all the rule's) are OR'ed."""
     parts: list[_Sql] = [(f"{a}.name_type IN ({_marks(r.name_types)})", list(r.name_types))]
     if r.entity_type is not None:
         parts.append((f"{a}.entity_type = ?", [r.entity_type]))
-    if r.keys:
-        conds = [_key_cond(m, a) for m in _selecting(r.keys)]
+    keys = _selecting(r.keys) if keys is None else keys
+    if keys:
+        conds = [_key_cond(m, a) for m in keys]
         sql, params = _join(conds, " OR ")
         parts.append((f"({sql})" if len(conds) > 1 else sql, params))
     if r.first_keys:
@@ -137,6 +142,11 @@ def _rule_where(r: NameRule, a: str) -> _Sql:
     elif r.first_prefix:
         parts.append((f"{a}.first_key >= ? AND {a}.first_key < ?", [r.first_prefix, _next(r.first_prefix)]))
     return _join(parts, " AND ")
+
+
+def _within(k: KeyMatch, m: KeyMatch) -> bool:
+    """True if every key ``k`` selects is also selected by ``m``."""
+    return k.key.startswith(m.key) if m.prefix else (k.key == m.key and not k.prefix)
 
 
 def _selecting(keys: Sequence[KeyMatch]) -> list[KeyMatch]:
@@ -153,14 +163,17 @@ def _selecting(keys: Sequence[KeyMatch]) -> list[KeyMatch]:
     return out
 
 
-def _rank_expr(r: NameRule, a: str) -> _Sql:
-    """rank = quality * 4 + 2 for an other name + 1 for a first-name alias (smaller is better)."""
+def _rank_expr(r: NameRule, a: str, keys: Sequence[KeyMatch]) -> _Sql:
+    """rank = quality * 4 + 2 for an other name + 1 for a first-name alias (smaller is better);
+    ``keys`` are the matches that may select a row here (the best matching one gives the quality)."""
     parts: list[_Sql] = []
-    keys = sorted(r.keys, key=lambda m: m.quality)
-    if keys and any(m.quality for m in keys):
-        whens = [_key_cond(m, a) for m in keys]
-        sql = " ".join(f"WHEN {w} THEN {m.quality * 4}" for (w, _), m in zip(whens, keys, strict=True))
+    keys = sorted(keys, key=lambda m: m.quality)
+    if keys and keys[0].quality != keys[-1].quality:
+        whens = [_key_cond(m, a) for m in keys[:-1]]
+        sql = " ".join(f"WHEN {w} THEN {m.quality * 4}" for (w, _), m in zip(whens, keys, strict=False))
         parts.append((f"CASE {sql} ELSE {keys[-1].quality * 4} END", [v for _, p in whens for v in p]))
+    elif keys and keys[0].quality:
+        parts.append((str(keys[0].quality * 4), []))
     if "other" in r.name_types:
         parts.append((f"CASE WHEN {a}.name_type = 'other' THEN 2 ELSE 0 END", []))
     if r.first_typed and (r.first_prefix or len(r.first_keys) > 1):
@@ -169,18 +182,23 @@ def _rank_expr(r: NameRule, a: str) -> _Sql:
 
 
 def _ranked_names(rules: Sequence[NameRule]) -> _Sql:
-    """(npi, rank) of every provider a ranked rule matches, its best rank."""
+    """(npi, rank) of every provider a ranked rule matches, its best rank.
+
+    One SELECT per disjoint key range (UNION ALL, no OR), so that each reads its own range of the
+    name-key index whatever the planner thinks of ORs."""
     selects: list[_Sql] = []
     for i, r in enumerate(rules):
         a = f"n{i}"
-        rank_sql, rank_params = _rank_expr(r, a)
-        where_sql, where_params = _rule_where(r, a)
-        selects.append(
-            (
-                f"SELECT {a}.npi AS npi, {rank_sql} AS rnk FROM provider_names {a} WHERE {where_sql}",
-                rank_params + where_params,
+        for keys in [[m] for m in _selecting(r.keys)] or [[]]:
+            inside = [k for k in r.keys if keys and _within(k, keys[0])]
+            rank_sql, rank_params = _rank_expr(r, a, inside)
+            where_sql, where_params = _rule_where(r, a, keys)
+            selects.append(
+                (
+                    f"SELECT {a}.npi AS npi, {rank_sql} AS rnk FROM provider_names {a} WHERE {where_sql}",
+                    rank_params + where_params,
+                )
             )
-        )
     sql, params = _join(selects, " UNION ALL ")
     return f"SELECT u.npi AS npi, min(u.rnk) AS rnk FROM ({sql}) AS u GROUP BY u.npi", params
 
@@ -220,7 +238,8 @@ def _filters(q: IndexQuery, x: str, *, skip: set[str]) -> list[_Sql]:
     if q.codes is not None and "codes" not in skip:
         out.append(
             (
-                f"EXISTS (SELECT 1 FROM provider_taxonomies t WHERE t.npi = {x} AND t.code IN ({_marks(q.codes)}))",
+                f"EXISTS (SELECT 1 FROM provider_taxonomies t WHERE t.npi = {x}"
+                f" AND t.code IN ({_marks(q.codes)}))",
                 list(q.codes),
             )
         )
@@ -270,7 +289,8 @@ class SearchSql(ABC):
             return self._query(sql, params)
         except StoreError as e:
             text = str(e)
-            if "no such column" in text or "does not exist" in text or "no such table" in text:
+            missing = ("no such column", "does not exist", "not an npistack store", "no npistack schema")
+            if any(m in text for m in missing):
                 raise StoreNotReady(
                     "this store's index tables predate search: reload the data with `npistack ingest --force`"
                 ) from None
@@ -333,18 +353,26 @@ class SearchSql(ABC):
     def _driver(self, q: IndexQuery) -> tuple[str, str, list[_Sql]] | None:
         """The table to start from and its conditions, or None to read ``providers`` in NPI order.
 
-        A candidate set smaller than DRIVER_CAP rows (a capped count says) is read whole and sorted;
-        otherwise a single taxonomy code or an address (state, city) is read in NPI order from its
-        ``(..., npi)`` index and the scan stops when the page is full."""
+        A city, a postal code or a ZIP prefix of 3+ characters drives. Otherwise a candidate set
+        smaller than DRIVER_CAP rows (a capped count says) is read whole and sorted; else a single
+        taxonomy code, a state or a country is read in NPI order from its ``(..., npi)`` index (or
+        ``providers`` is) and the scan stops when the page is full."""
         candidates: list[tuple[str, str, list[_Sql]]] = []
+        ordered: list[tuple[str, str, list[_Sql]]] = []
         if q.codes is not None:
             codes = list(q.codes)
-            candidates.append(("codes", "provider_taxonomies c", [(f"c.code IN ({_marks(codes)})", codes)]))
-        if q.address is not None and q.address.narrows:
-            address = ("address", "provider_locations c", _address_where(q.address, "c"))
-            if q.address.selective:
-                return address
-            candidates.append(address)
+            cand = ("codes", "provider_taxonomies c", [(f"c.code IN ({_marks(codes)})", codes)])
+            candidates.append(cand)
+            if len(codes) == 1:
+                ordered.append(cand)
+        ad = q.address
+        if ad is not None and ad.narrows:
+            cand = ("address", "provider_locations c", _address_where(ad, "c"))
+            if ad.city_keys or (ad.postal and (not ad.postal_prefix or len(ad.postal) >= 3)):
+                return cand
+            candidates.append(cand)
+            if ad.state or ad.country:
+                ordered.append(cand)
         best: tuple[int, tuple[str, str, list[_Sql]]] | None = None
         for cand in candidates:
             sql, params = _join(cand[2], " AND ")
@@ -358,40 +386,99 @@ class SearchSql(ABC):
                 best = (n, cand)
         if best is not None:
             return best[1]
-        ordered = [c for c in candidates if c[0] == "address" or len(c[2][0][1]) == 1]
         return ordered[0] if ordered else None
 
     def _search_circle(
         self, q: IndexQuery, c: Circle, after: SortKey | None, limit: int, offset: int
     ) -> list[SortKey]:
-        ranges, (min_lat, max_lat, min_lon, max_lon) = cell_ranges(c.lat, c.lon, c.miles)
         address = q.address or AddressRule()
         purposes = [p for p in (address.purposes or PRACTICE) if p in PRACTICE]
-        cells: _Sql = _join([("l.cell BETWEEN ? AND ?", [a, b]) for a, b in ranges], " OR ")
-        conds: list[_Sql] = [(f"({cells[0]})", cells[1]), ("l.lat BETWEEN ? AND ?", [min_lat, max_lat])]
-        if min_lon >= -180.0 and max_lon <= 180.0:
-            conds.append(("l.lon BETWEEN ? AND ?", [min_lon, max_lon]))
-        conds += _address_where(address, "l", purposes=purposes)
-        conds += _filters(q, "l.npi", skip={"address"})
-        select, params = "SELECT l.npi, l.lat, l.lon, 0 FROM provider_locations l", list[Any]()
-        if q.ranked:
-            ranked_sql, params = _ranked_names(q.ranked)
-            select = (
-                "SELECT l.npi, l.lat, l.lon, m.rnk FROM provider_locations l"
-                f" JOIN ({ranked_sql}) AS m ON m.npi = l.npi"
-            )
-        where_sql, where_params = _join(conds, " AND ")
-        rows = self._search_query(f"{select} WHERE {where_sql}", [*params, *where_params])
-        best: dict[int, tuple[float, int]] = {}
+        conds = _address_where(address, "l", purposes=purposes) + _filters(q, "l.npi", skip={"address"})
+        found: dict[int, tuple[float, int]] = {}  # npi -> (distance, rank) of its nearest location
         dist: dict[tuple[float, float], float] = {}
-        for npi, lat, lon, rank in rows:
-            d = dist.get((lat, lon))
-            if d is None:
-                d = dist[(lat, lon)] = haversine_miles(c.lat, c.lon, lat, lon)
-            if d <= c.miles:
-                prev = best.get(npi)
-                if prev is None or d < prev[0]:
-                    best[npi] = (d, int(rank))
-        keys = sorted((d, rank, int(npi)) for npi, (d, rank) in best.items())
-        start = 0 if after is None else bisect_right(keys, (after[0] or 0.0, after[1], after[2]))
-        return [(d, r, n) for d, r, n in keys[start + offset : start + offset + limit]]
+
+        def add(rows: list[tuple[Any, ...]]) -> None:
+            for npi, lat, lon, rank in rows:
+                d = dist.get((lat, lon))
+                if d is None:
+                    d = dist[(lat, lon)] = haversine_miles(c.lat, c.lon, lat, lon)
+                if d <= c.miles:
+                    prev = found.get(npi)
+                    if prev is None or (d, rank) < prev:
+                        found[npi] = (d, int(rank))
+
+        def page(final_below: float) -> list[SortKey] | None:
+            """The page, if the hits nearer than ``final_below`` miles fill it (None: read on)."""
+            keys = sorted((d, rank, int(npi)) for npi, (d, rank) in found.items() if d < final_below)
+            start = 0 if after is None else bisect_right(keys, (after[0] or 0.0, after[1], after[2]))
+            if final_below != math.inf and len(keys) - start < offset + limit:
+                return None
+            return [(d, r, n) for d, r, n in keys[start + offset : start + offset + limit]]
+
+        if q.ranked:
+            # The name matches drive: read their practice locations and keep those in the circle.
+            ranked_sql, params = _ranked_names(q.ranked)
+            min_lat, max_lat, min_lon, max_lon = bounding_box(c.lat, c.lon, c.miles)
+            box: list[_Sql] = [("l.lat BETWEEN ? AND ?", [min_lat, max_lat])]
+            if min_lon >= -180.0 and max_lon <= 180.0:
+                box.append(("l.lon BETWEEN ? AND ?", [min_lon, max_lon]))
+            where_sql, where_params = _join([*box, *conds], " AND ")
+            add(
+                self._search_query(
+                    f"SELECT l.npi, l.lat, l.lon, m.rnk FROM ({ranked_sql}) AS m"
+                    f" CROSS JOIN provider_locations l WHERE l.npi = m.npi AND {where_sql}",
+                    [*params, *where_params],
+                )
+            )
+            return page(math.inf) or []
+        # Otherwise grid cells are read nearest first, in growing batches, until the page is full of
+        # hits nearer than any location in a cell not read yet.
+        cells = circle_cells(c.lat, c.lon, c.miles)
+        where_sql, where_params = _join(conds, " AND ") if conds else ("1 = 1", [])
+        done, batch = 0, 4
+        while done < len(cells):
+            chunk = [cell for _, cell in cells[done : done + batch]]
+            done += len(chunk)
+            batch *= 2
+            add(
+                self._search_query(
+                    "SELECT l.npi, l.lat, l.lon, 0 FROM provider_locations l"
+                    f" WHERE l.cell IN ({_marks(chunk)}) AND {where_sql}",
+                    [*chunk, *where_params],
+                )
+            )
+            result = page(cells[done][0] if done < len(cells) else math.inf)
+            if result is not None:
+                return result
+        return page(math.inf) or []
+
+
+def circle_cells(lat: float, lon: float, miles: float) -> list[tuple[float, int]]:
+    """(lower bound of the distance to any point of the cell, cell id) of the grid cells that may
+    hold points within ``miles``, nearest first."""
+    ranges, _ = cell_ranges(lat, lon, miles)
+    out = []
+    for lo, hi in ranges:
+        for cell in range(lo, hi + 1):
+            bound = _cell_bound(lat, lon, cell)
+            if bound <= miles:
+                out.append((bound, cell))
+    out.sort()
+    return out
+
+
+def _cell_bound(lat: float, lon: float, cell: int) -> float:
+    """A lower bound of the great-circle distance from (lat, lon) to any point of a grid cell:
+    hav(d) = hav(dlat) + cos(lat1) cos(lat2) hav(dlon), each term at its minimum over the cell."""
+    lat0 = (cell // 10000) * CELL_DEGREES - 90.0
+    lon0 = (cell % 10000) * CELL_DEGREES - 180.0
+    lat1 = lat0 + CELL_DEGREES
+    dlat = 0.0 if lat0 <= lat <= lat1 else min(abs(lat - lat0), abs(lat - lat1))
+    dlon = (lon - lon0) % 360.0  # from the cell's west edge, eastwards
+    dlon = 0.0 if dlon <= CELL_DEGREES else min(dlon - CELL_DEGREES, 360.0 - dlon)
+    cos_cell = min(math.cos(math.radians(lat0)), math.cos(math.radians(lat1)))
+    h = (
+        math.sin(math.radians(dlat) / 2) ** 2
+        + math.cos(math.radians(lat)) * max(cos_cell, 0.0) * math.sin(math.radians(dlon) / 2) ** 2
+    )
+    return max(0.0, 2 * EARTH_RADIUS_MILES * math.asin(min(1.0, math.sqrt(h))) - 1e-9)  # rounding
