@@ -24,6 +24,12 @@ end of its response, so a stalled server is charged for every request it delays 
 omission). The client is raw asyncio streams with hand-written HTTP/1.1 (an HTTP library would take
 CPU from the server: generator and server share the machine's cores). The first --warmup seconds of
 each phase are sent but not measured. Every response must be 200.
+
+The machine is shared: the store is first read into the page cache (a server's steady state), and the
+CPU that other processes take during each phase is measured from /proc/stat and printed ("other"). A
+phase during which they took more than 0.25 cores is run again (--noisy-retries, quietest run kept);
+--wait-idle S waits up to S seconds for a quiet machine before each phase. Exit status 1 if a bar
+is missed or could not be measured (the search phases are skipped when the server answers them 5xx).
 """
 
 from __future__ import annotations
@@ -84,12 +90,15 @@ def cli(*args: str, url: str) -> str:
     return proc.stdout
 
 
-def make_key(url: str) -> str:
+def make_key(url: str) -> tuple[str, str]:
+    """(the key, its id): a fresh key on plan ``bench`` (revoked at the end of the run)."""
     cli("plans", "set", "bench", "--credits", "1000000000", "--rpm", "100000000", "--enrichment", url=url)
-    key = cli("keys", "create", "--name", "bench", "--plan", "bench", url=url).splitlines()[0].strip()
-    if not key or " " in key:
-        raise SystemExit(f"unexpected `npistack keys create` output: {key!r}")
-    return key
+    out = cli("keys", "create", "--name", "bench", "--plan", "bench", url=url)
+    key = out.splitlines()[0].strip()
+    m = re.search(r"\bid (\d+)", out)
+    if not key or " " in key or m is None:
+        raise SystemExit(f"unexpected `npistack keys create` output: {out!r}")
+    return key, m.group(1)
 
 
 @dataclass
@@ -701,6 +710,7 @@ def main() -> None:
         metavar="N",
         help=f"run a phase again (up to N times) while other processes used > {NOISE} cores during it",
     )
+    ap.add_argument("--keep", action="store_true", help="keep the temp dir (access log, wrk script)")
     ap.add_argument(
         "--no-prewarm", action="store_true", help="do not read the store into the page cache first"
     )
@@ -722,7 +732,7 @@ def main() -> None:
     )
     if not args.no_prewarm:
         print(f"store read into the page cache in {prewarm(args.db):.1f} s")
-    key = make_key(args.db)
+    key, key_id = make_key(args.db)
     print(f"plan bench and a fresh key ({key[:8]}…) created in the store's accounts database")
 
     work = Path(tempfile.mkdtemp(prefix="npistack-apibench-"))
@@ -817,9 +827,13 @@ def main() -> None:
             rows.append(judge(row, 95, bar))
     finally:
         server.stop()
+        cli("keys", "revoke", key_id, url=args.db)
 
     report(rows)
-    print(f"\naccess log and wrk script kept in {work}")
+    if args.keep:
+        print(f"\naccess log and wrk script kept in {work}")
+    else:
+        shutil.rmtree(work, ignore_errors=True)
     misses = [r.phase for r in rows if r.verdict != "PASS"]
     if misses:
         print(f"verdict: MISS or not measured: {', '.join(misses)}")
