@@ -93,6 +93,50 @@ class Settings(BaseSettings):
         default=True, description="Write one JSON line per request to stderr (never contains keys)."
     )
 
+    cms_files_url: str = Field(
+        default="https://download.cms.gov/nppes/NPI_Files.html",
+        description=(
+            "The CMS download page `npistack sync` reads to find the newest monthly, weekly and "
+            "deactivation bundles (links are resolved against it)."
+        ),
+    )
+    download_dir: str = Field(
+        default="",
+        description="Folder `npistack sync` downloads bundles into; empty means DATA_DIR/downloads.",
+    )
+    download_timeout_s: float = Field(
+        default=60.0,
+        gt=0,
+        description="Seconds without progress before a `npistack sync` download is retried.",
+    )
+    webhook_max_attempts: int = Field(
+        default=8,
+        ge=1,
+        description="Delivery attempts before a webhook delivery is dead-lettered (replay brings it back).",
+    )
+    webhook_backoff_s: float = Field(
+        default=30.0,
+        gt=0,
+        description=(
+            "First retry delay of a failed webhook delivery; each later retry doubles it (capped at 6 h), "
+            "with random jitter."
+        ),
+    )
+    webhook_timeout_s: float = Field(
+        default=10.0, gt=0, description="Seconds a webhook receiver has to answer before the attempt fails."
+    )
+    webhook_lease_s: float = Field(
+        default=60.0,
+        gt=0,
+        description=(
+            "Seconds a worker holds the deliveries it claimed; a worker that dies loses them after this "
+            "and another worker (or its restart) sends them."
+        ),
+    )
+
+    def resolved_download_dir(self) -> Path:
+        return Path(self.download_dir) if self.download_dir else self.data_dir / "downloads"
+
     def resolved_database_url(self) -> str:
         if self.database_url:
             return self.database_url

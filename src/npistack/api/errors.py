@@ -35,6 +35,10 @@ CONTRACT: dict[str, tuple[int, str]] = {
     "enrichment_not_allowed": (403, "Enrichment is available on plans with enrichment (Growth and Pro)."),
     "admin_required": (403, "This endpoint needs an admin API key."),
     "invalid_request": (400, "The request is not valid."),
+    "invalid_changes_request": (400, "The change feed request is not valid."),
+    "invalid_webhook": (400, "The webhook subscription is not valid."),
+    "webhook_not_found": (404, "No webhook subscription has that id."),
+    "delivery_not_found": (404, "No webhook delivery has that id."),
     "not_found": (404, "No such endpoint."),
     "method_not_allowed": (405, "This endpoint does not accept that HTTP method."),
 }

@@ -99,6 +99,46 @@ DATA_INDEXES: tuple[DataIndex, ...] = (
 )
 
 
+def history_ddl(serial: str, bigint: str, real: str) -> list[str]:
+    """App tables of updates (never touched by a data load): versions, the change feed, webhooks.
+
+    - ``provider_history``: every version of a provider (``content`` is the stored document without
+      its ``release`` plus its child rows, JSON), the release it came from and when it was in force
+      (``valid_from``/``valid_to``, release dates), and the field differences from the version before.
+    - ``changes``: one row per change a load made (the feed); ``id`` is the feed order, ``event_id``
+      the stable id every webhook delivery of the change carries. ``state``, ``entity_type`` and
+      ``taxonomies`` (space-separated codes, padded with spaces) are there for filters.
+    - ``webhook_subscriptions`` and ``webhook_deliveries``: the outbox. A delivery row is written in the
+      same transaction as its change; ``npistack worker`` sends it.
+    """
+    return [
+        f"""CREATE TABLE IF NOT EXISTS provider_history (
+            id {serial}, npi {bigint} NOT NULL, version INTEGER NOT NULL, load_id {bigint},
+            release_date TEXT, release_kind TEXT, valid_from TEXT, valid_to TEXT, change_type TEXT NOT NULL,
+            content TEXT NOT NULL, diff TEXT, recorded_at TEXT NOT NULL)""",
+        "CREATE UNIQUE INDEX IF NOT EXISTS ix_history_npi ON provider_history (npi, version)",
+        f"""CREATE TABLE IF NOT EXISTS changes (
+            id {serial}, event_id TEXT NOT NULL, load_id {bigint} NOT NULL, release_date TEXT,
+            release_kind TEXT NOT NULL, npi {bigint} NOT NULL, change_type TEXT NOT NULL,
+            entity_type INTEGER, state TEXT, taxonomies TEXT NOT NULL, version INTEGER,
+            fields TEXT NOT NULL, diff TEXT NOT NULL, created_at TEXT NOT NULL)""",
+        "CREATE UNIQUE INDEX IF NOT EXISTS ix_changes_event ON changes (event_id)",
+        "CREATE INDEX IF NOT EXISTS ix_changes_npi ON changes (npi, id)",
+        "CREATE INDEX IF NOT EXISTS ix_changes_load ON changes (load_id, change_type)",
+        f"""CREATE TABLE IF NOT EXISTS webhook_subscriptions (
+            id {serial}, url TEXT NOT NULL, secret TEXT NOT NULL, filters TEXT NOT NULL DEFAULT '{{}}',
+            description TEXT, active INTEGER NOT NULL DEFAULT 1, created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL)""",
+        f"""CREATE TABLE IF NOT EXISTS webhook_deliveries (
+            id {serial}, subscription_id {bigint} NOT NULL, change_id {bigint} NOT NULL,
+            event_id TEXT NOT NULL, status TEXT NOT NULL DEFAULT 'pending', attempts INTEGER NOT NULL DEFAULT 0,
+            next_attempt_at {real} NOT NULL, locked_by TEXT, locked_until {real}, last_status INTEGER,
+            last_error TEXT, created_at TEXT NOT NULL, delivered_at TEXT)""",
+        "CREATE UNIQUE INDEX IF NOT EXISTS ix_deliveries_sub_change ON webhook_deliveries (subscription_id, change_id)",
+        "CREATE INDEX IF NOT EXISTS ix_deliveries_due ON webhook_deliveries (status, next_attempt_at)",
+    ]
+
+
 @dataclass
 class StoredProvider:
     """A provider as stored: the compact document and its child rows (kind, doc) in file order."""
@@ -228,6 +268,24 @@ class SqlStore(SearchSql, ABC):
         except BaseException:
             self._rollback()
             raise
+
+    # -- meta ----------------------------------------------------------------------------------
+    def get_meta(self, key: str) -> str | None:
+        rows = self._query("SELECT value FROM meta WHERE key = ?", (key,))
+        return str(rows[0][0]) if rows else None
+
+    def set_meta(self, key: str, value: str) -> None:
+        """Set a meta value (inside the caller's transaction, if any)."""
+        self._exec("DELETE FROM meta WHERE key = ?", (key,))
+        self._exec("INSERT INTO meta (key, value) VALUES (?, ?)", (key, value))
+
+    def data_release(self) -> str | None:
+        """The release (ISO date) the data is current to: the newest monthly or weekly file applied."""
+        value = self.get_meta("data_release")
+        if value:
+            return value
+        current = self.current_load()
+        return current.release_date if current else None
 
     # -- loads ---------------------------------------------------------------------------------
     def begin_load(

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from npistack.errors import StoreError
-from npistack.storage.base import SqlStore
+from npistack.storage.base import SqlStore, history_ddl
 
 LOAD_LOCK_KEY = 0x4E50495354  # "NPIST"
 
@@ -134,6 +134,7 @@ class PostgresStore(SqlStore):
                 load_id BIGINT NOT NULL REFERENCES loads(id), file TEXT NOT NULL, line BIGINT NOT NULL,
                 reason TEXT NOT NULL, raw TEXT NOT NULL)""",
             "CREATE INDEX IF NOT EXISTS ix_quarantine_load ON quarantine (load_id, file, line)",
+            *history_ddl("BIGSERIAL PRIMARY KEY", "BIGINT", "DOUBLE PRECISION"),
         ]
 
     def _data_ddl(self, prefix: str) -> list[str]:

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from npistack.errors import StoreError
-from npistack.storage.base import SqlStore
+from npistack.storage.base import SqlStore, history_ddl
 
 
 class SqliteStore(SqlStore):
@@ -130,6 +130,7 @@ class SqliteStore(SqlStore):
                 load_id INTEGER NOT NULL REFERENCES loads(id), file TEXT NOT NULL, line INTEGER NOT NULL,
                 reason TEXT NOT NULL, raw TEXT NOT NULL)""",
             "CREATE INDEX IF NOT EXISTS ix_quarantine_load ON quarantine (load_id, file, line)",
+            *history_ddl("INTEGER PRIMARY KEY AUTOINCREMENT", "INTEGER", "REAL"),
         ]
 
     def _data_ddl(self, prefix: str) -> list[str]:
