@@ -141,14 +141,16 @@ def write_bundle(
     othername: Iterable[Sequence[str]] = (),
     endpoint: Iterable[Sequence[str]] = (),
     end: str = "20261108",
+    start: str = "20050523",
     header: Sequence[str] | None = None,
 ) -> Path:
-    """A bundle folder with the four data files named as CMS names them."""
+    """A bundle folder with the four data files named as CMS names them (a weekly bundle when
+    ``start`` is not 20050523)."""
     folder.mkdir(parents=True, exist_ok=True)
-    write_file(folder / f"npidata_pfile_20050523-{end}.csv", header or COLS, npidata)
-    write_file(folder / f"pl_pfile_20050523-{end}.csv", canonical_columns("pl"), pl)
-    write_file(folder / f"othername_pfile_20050523-{end}.csv", canonical_columns("othername"), othername)
-    write_file(folder / f"endpoint_pfile_20050523-{end}.csv", canonical_columns("endpoint"), endpoint)
+    write_file(folder / f"npidata_pfile_{start}-{end}.csv", header or COLS, npidata)
+    write_file(folder / f"pl_pfile_{start}-{end}.csv", canonical_columns("pl"), pl)
+    write_file(folder / f"othername_pfile_{start}-{end}.csv", canonical_columns("othername"), othername)
+    write_file(folder / f"endpoint_pfile_{start}-{end}.csv", canonical_columns("endpoint"), endpoint)
     return folder
 
 

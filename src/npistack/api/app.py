@@ -145,11 +145,12 @@ def create_app(
     app.add_exception_handler(RequestValidationError, errors.validation_error_handler)
     app.add_exception_handler(Exception, errors.unhandled_error_handler)
 
-    from npistack.api.routes import admin, cms, ops, v1
+    from npistack.api.routes import admin, cms, ops, v1, webhooks
 
     app.include_router(v1.router)
     app.include_router(cms.router)
     app.include_router(admin.router)
+    app.include_router(webhooks.router)
     app.include_router(ops.router)
     app.add_middleware(RequestContext, metrics=metrics, access_log=settings.access_log)
     _customize_openapi(app)

@@ -18,6 +18,7 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from functools import cache
 from multiprocessing import get_context
+from pathlib import Path
 from typing import Any
 
 from npistack.errors import LoadError
@@ -157,13 +158,28 @@ def ingest(
     force: bool = False,
     progress: ProgressFn | None = None,
 ) -> LoadSummary:
-    """Load a full replacement bundle (zip, folder or CSV) into ``store`` atomically."""
+    """Load what ``path`` holds into ``store``, atomically: a monthly full replacement bundle (zip,
+    folder or CSV), a weekly update bundle, or a deactivation report (``npistack.ingest.apply``).
+
+    A full bundle loaded into a store that has data is reconciled with it: the changes it makes are
+    recorded (history, change feed, webhook outbox) in the same transaction as the swap.
+    """
+    from npistack.ingest import apply
+    from npistack.nppes.deactivation import is_deactivation_report
+
     t_start = time.perf_counter()
+    if is_deactivation_report(Path(path)):
+        return apply.apply_deactivations(Path(path), store, progress=progress)
     bundle = open_bundle(path)
-    if bundle.kind != "full":
-        raise LoadError(
-            f"{bundle.source}: this is a weekly update bundle; applying weekly updates is not supported yet"
-            " (load a monthly full replacement file)"
+    if bundle.kind == "weekly":
+        return apply.apply_weekly(
+            bundle,
+            store,
+            workers=workers,
+            nucc_csv=nucc_csv,
+            block_bytes=block_bytes,
+            force=force,
+            progress=progress,
         )
     if "npidata" not in bundle.files:
         raise LoadError(f"{bundle.source}: a full load needs the npidata_pfile data file")
@@ -189,6 +205,13 @@ def ingest(
             message=f"already loaded: same content as load #{current.id}; nothing changed",
         )
 
+    data_release = store.data_release()
+    if release and data_release and release < data_release and not force:
+        raise LoadError(
+            f"{bundle.source}: this monthly file (data to {release}) is older than the data in the store"
+            f" (current to {data_release}); nothing was changed (use --force to load it anyway)"
+        )
+    reconcile = current is not None
     reports = [
         FileReport(kind, df.name, layouts[kind][1].variant, df.size, f"{df.crc32:08x}")
         for kind, df in ((k, bundle.files[k]) for k in FILE_KINDS if k in bundle.files)
@@ -226,7 +249,13 @@ def ingest(
                 store.add_quarantine(load_id, df.name, _read_back(df, deferred))
             report.seconds = round(time.perf_counter() - t0, 3)
             timings[f"{kind}_s"] = report.seconds
-        store.finish_load(load_id, [r.as_dict() for r in reports], timings)
+        outcome = store.finish_load(
+            load_id,
+            [r.as_dict() for r in reports],
+            timings,
+            before_swap=(lambda: apply.reconcile_full(store, load_id, release)) if reconcile else None,
+            release_date=release,
+        )
     except BaseException as e:
         msg = str(e) or type(e).__name__
         if isinstance(e, KeyboardInterrupt):
@@ -235,8 +264,22 @@ def ingest(
         raise
     finally:
         runner.close()
+    message = ""
+    if reconcile:
+        kinds = outcome.get("changes") or {}
+        order = ("created", "updated", "deactivated", "reactivated", "removed")
+        message = ", ".join(f"{kinds[k]:,} {k}" for k in order if k in kinds) or "no changes"
+        if outcome.get("deliveries"):
+            message += f"; {outcome['deliveries']:,} webhook deliveries queued"
     return LoadSummary(
-        load_id, "succeeded", str(bundle.source), release, checksum, reports, time.perf_counter() - t_start
+        load_id,
+        "succeeded",
+        str(bundle.source),
+        release,
+        checksum,
+        reports,
+        time.perf_counter() - t_start,
+        message=message,
     )
 
 

@@ -19,7 +19,7 @@ import os
 import socket
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
@@ -213,6 +213,12 @@ class SqlStore(SearchSql, ABC):
     def _query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]: ...
 
     @abstractmethod
+    def _stream(
+        self, sql: str, params: Sequence[Any] = (), batch: int = 5000
+    ) -> Iterator[list[tuple[Any, ...]]]:
+        """Rows of a query in batches, without holding the whole result in memory."""
+
+    @abstractmethod
     def _bulk_insert(self, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None: ...
 
     @abstractmethod
@@ -319,6 +325,82 @@ class SqlStore(SearchSql, ABC):
             raise
         return load_id
 
+    def begin_apply(
+        self, *, source: str, kind: str, release_date: str | None, checksum: str, files: list[dict[str, Any]]
+    ) -> int:
+        """Record an incremental load (weekly bundle, deactivation report) and take the load lock.
+
+        Its changes are then written by the caller in one transaction that ends with
+        ``mark_applied``; a failure before that leaves the data as it was (``fail_load``).
+        """
+        for rec in self.loads(status="running"):
+            owner = (rec.timings or {}).get("owner", "")
+            if self._other_load_alive(str(owner)):
+                raise LoadError(f"another load (#{rec.id}, {owner}) is running on this store; wait for it")
+            self._exec(
+                "UPDATE loads SET status = 'failed', finished_at = ?, message = ? WHERE id = ?",
+                (utcnow(), "interrupted (the loading process stopped before finishing)", rec.id),
+            )
+        owner = f"{socket.gethostname()}:{os.getpid()}"
+        load_id = self._insert_returning_id(
+            "INSERT INTO loads (kind, status, source, release_date, checksum, started_at, files, timings,"
+            " rows_read, rows_loaded, rows_quarantined, is_current) VALUES (?, 'running', ?, ?, ?, ?, ?, ?, 0, 0, 0, 0)",
+            (kind, source, release_date, checksum, utcnow(), json.dumps(files), json.dumps({"owner": owner})),
+        )
+        self._acquire_load_lock(load_id)
+        return load_id
+
+    def mark_applied(
+        self,
+        load_id: int,
+        *,
+        files: list[dict[str, Any]],
+        timings: dict[str, float],
+        rows_read: int,
+        rows_loaded: int,
+        rows_quarantined: int,
+        message: str | None = None,
+    ) -> None:
+        """Mark an incremental load succeeded (inside the caller's transaction)."""
+        self._exec(
+            "UPDATE loads SET status = 'succeeded', finished_at = ?, files = ?, timings = ?, rows_read = ?,"
+            " rows_loaded = ?, rows_quarantined = ?, message = ? WHERE id = ?",
+            (
+                utcnow(),
+                json.dumps(files),
+                json.dumps(timings),
+                rows_read,
+                rows_loaded,
+                rows_quarantined,
+                message,
+                load_id,
+            ),
+        )
+
+    def end_apply(self) -> None:
+        self._release_load_lock()
+
+    def fail_apply(self, load_id: int, message: str, files: list[dict[str, Any]] | None = None) -> None:
+        """Roll back an incremental load's open transaction and mark it failed."""
+        with contextlib.suppress(Exception):
+            self._rollback()
+        try:
+            self._exec(
+                "UPDATE loads SET status = 'failed', finished_at = ?, message = ?, files = ? WHERE id = ?",
+                (utcnow(), message[:2000], json.dumps(files or []), load_id),
+            )
+        finally:
+            self._release_load_lock()
+
+    def find_load(self, checksum: str, kind: str) -> LoadRecord | None:
+        """The latest succeeded load of ``kind`` with this content checksum."""
+        rows = self._query(
+            f"SELECT {self._LOAD_COLS} FROM loads WHERE checksum = ? AND kind = ? AND status = 'succeeded'"
+            " ORDER BY id DESC LIMIT 1",
+            (checksum, kind),
+        )
+        return self._load_from_row(rows[0]) if rows else None
+
     def write_block(self, load_id: int, file_name: str, result: BlockResult) -> BlockResult:
         """Append one transformed block to the staging tables, and its quarantined lines.
 
@@ -366,8 +448,21 @@ class SqlStore(SearchSql, ABC):
             raise
         return result
 
-    def finish_load(self, load_id: int, files: list[dict[str, Any]], timings: dict[str, float]) -> None:
-        """Index the staging tables and swap them in, atomically; mark the load current."""
+    def finish_load(
+        self,
+        load_id: int,
+        files: list[dict[str, Any]],
+        timings: dict[str, float],
+        *,
+        before_swap: Callable[[], dict[str, Any]] | None = None,
+        release_date: str | None = None,
+    ) -> dict[str, Any]:
+        """Index the staging tables and swap them in, atomically; mark the load current.
+
+        ``before_swap`` runs inside the swap transaction, before the swap, with the old data live and
+        the new data in the staging tables (a new monthly file's reconciliation writes its changes
+        there); what it returns is returned.
+        """
         t0 = time.perf_counter()
         prefix = f"ix{load_id}_"
         self._begin()
@@ -384,8 +479,15 @@ class SqlStore(SearchSql, ABC):
             raise
         timings = dict(timings, index_s=round(time.perf_counter() - t0, 3))
         t1 = time.perf_counter()
+        outcome: dict[str, Any] = {}
         self._begin()
         try:
+            if before_swap is not None:
+                outcome = before_swap()
+                timings["reconcile_s"] = round(time.perf_counter() - t1, 3)
+                t1 = time.perf_counter()
+            if release_date:
+                self.set_meta("data_release", release_date)
             for table in DATA_TABLES:
                 self._exec(f"DROP TABLE IF EXISTS {table}")
                 self._exec(f"ALTER TABLE stage_{table} RENAME TO {table}")
@@ -404,6 +506,7 @@ class SqlStore(SearchSql, ABC):
             self._release_load_lock()
             self._seen.pop(load_id, None)
         self._after_swap()
+        return outcome
 
     def fail_load(self, load_id: int, message: str, files: list[dict[str, Any]] | None = None) -> None:
         """Mark a load failed and drop its staging tables; the live data is untouched."""
@@ -513,10 +616,11 @@ class SqlStore(SearchSql, ABC):
         return [{"file": r[0], "line": r[1], "reason": r[2], "raw": r[3]} for r in rows]
 
     # -- reads ---------------------------------------------------------------------------------
-    def get_stored(self, npis: Sequence[str | int]) -> list[StoredProvider]:
+    def get_stored(self, npis: Sequence[str | int], *, prefix: str = "") -> list[StoredProvider]:
         """Stored documents and their child rows for the NPIs that exist, in the order asked.
 
-        ``npistack.services.providers`` turns them into full provider documents.
+        ``npistack.services.providers`` turns them into full provider documents. ``prefix="stage_"``
+        reads the staging tables of a running full load.
         """
         keys: list[int] = []
         for n in npis:
@@ -531,12 +635,13 @@ class SqlStore(SearchSql, ABC):
         marks = ",".join("?" * len(keys))
         found = {
             r[0]: StoredProvider(orjson.loads(r[1]), [])
-            for r in self._query(f"SELECT npi, doc FROM provider_docs WHERE npi IN ({marks})", keys)
+            for r in self._query(f"SELECT npi, doc FROM {prefix}provider_docs WHERE npi IN ({marks})", keys)
         }
         if not found:
             return []
         for npi, kind, raw in self._query(
-            f"SELECT npi, kind, doc FROM provider_extras WHERE npi IN ({marks}) ORDER BY npi, kind, seq", keys
+            f"SELECT npi, kind, doc FROM {prefix}provider_extras WHERE npi IN ({marks}) ORDER BY npi, kind, seq",
+            keys,
         ):
             sp = found.get(npi)
             if sp is not None and sp.doc.get("entityType") is not None:

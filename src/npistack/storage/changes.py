@@ -188,7 +188,7 @@ class ChangeRow:
 
 @dataclass
 class NewVersion:
-    """A provider version to store; ``close_previous`` sets ``valid_to`` on the version before it."""
+    """A provider version to store (``valid_to`` is set for a version already replaced)."""
 
     npi: int
     version: int
@@ -199,7 +199,7 @@ class NewVersion:
     load_id: int | None
     release_date: str | None
     release_kind: str
-    close_previous: bool = True
+    valid_to: str | None = None
 
 
 @dataclass
@@ -242,17 +242,19 @@ def record_changes(
     release_kind: str,
     versions: Sequence[NewVersion],
     changes: Sequence[NewChange],
+    closes: Sequence[tuple[str | None, int, int]] = (),
     subscriptions: Sequence[tuple[int, ChangeFilter]] | None = None,
 ) -> ChangeCounts:
-    """Write versions, changes and their outbox deliveries, in the caller's open transaction."""
+    """Write versions, changes and their outbox deliveries, in the caller's open transaction.
+
+    ``closes`` are (valid_to, npi, version) of stored versions that this load replaced.
+    """
     now = utcnow()
     counts = ChangeCounts()
-    closing = [(v.valid_from, v.npi, v.version - 1) for v in versions if v.close_previous and v.version > 1]
-    if closing:
-        for vf, npi, prev in closing:
-            store._exec(
-                "UPDATE provider_history SET valid_to = ? WHERE npi = ? AND version = ?", (vf, npi, prev)
-            )
+    for valid_to, npi, version in closes:
+        store._exec(
+            "UPDATE provider_history SET valid_to = ? WHERE npi = ? AND version = ?", (valid_to, npi, version)
+        )
     if versions:
         store._bulk_insert(
             "provider_history",
@@ -277,7 +279,7 @@ def record_changes(
                     v.release_date,
                     v.release_kind,
                     v.valid_from,
-                    None,
+                    v.valid_to,
                     v.change_type,
                     v.content,
                     orjson.dumps(v.diff).decode() if v.diff is not None else None,

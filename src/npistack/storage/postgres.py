@@ -7,7 +7,7 @@ A URL may carry ``?options=-csearch_path%3Dmyschema`` to keep the tables in thei
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from npistack.errors import StoreError
@@ -59,6 +59,16 @@ class PostgresStore(SqlStore):
             raise StoreError("the PostgreSQL database has no npistack schema yet") from None
         except self._psycopg.Error as e:
             raise StoreError(f"PostgreSQL error: {str(e).strip().splitlines()[0]}") from e
+
+    def _stream(
+        self, sql: str, params: Sequence[Any] = (), batch: int = 5000
+    ) -> Iterator[list[tuple[Any, ...]]]:
+        self._cursors = getattr(self, "_cursors", 0) + 1
+        # A server-side cursor; outside a transaction it must be WITH HOLD.
+        with self.conn.cursor(name=f"npistack_stream_{self._cursors}", withhold=not self._in_tx) as cur:
+            cur.execute(self._pg(sql), params)  # type: ignore[arg-type]
+            while rows := cur.fetchmany(batch):
+                yield rows
 
     def _bulk_insert(self, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
         with self.conn.cursor() as cur, cur.copy(f"COPY {table} ({','.join(columns)}) FROM STDIN") as copy:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +65,13 @@ class SqliteStore(SqlStore):
             if "no such table" in str(e):
                 raise StoreError(f"{self.path} is not an npistack store (or has no schema yet)") from None
             raise StoreError(f"SQLite error: {e}") from e
+
+    def _stream(
+        self, sql: str, params: Sequence[Any] = (), batch: int = 5000
+    ) -> Iterator[list[tuple[Any, ...]]]:
+        cur = self.conn.execute(sql, params)
+        while rows := cur.fetchmany(batch):
+            yield rows
 
     def _bulk_insert(self, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
         marks = ",".join("?" * len(columns))

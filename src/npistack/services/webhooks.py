@@ -1,0 +1,216 @@
+"""Webhooks: signing, verification, retry delays, and the requests a worker sends.
+
+A webhook request is a POST of one event as JSON (the change feed's event object, see
+``services.changes.event_payloads``, plus ``subscriptionId`` and ``deliveryId``), signed with the
+subscription's secret::
+
+    X-Npistack-Timestamp: 1735689600
+    X-Npistack-Signature: v1=<hex HMAC-SHA256(secret, "1735689600." + body)>
+
+Receivers check the signature and the timestamp (``verify``) and deduplicate by the event id
+(``X-Npistack-Event-Id``, the body's ``id``): delivery is at least once, and every attempt or replay
+of a change carries the same event id and the same body.
+
+Subscriptions and deliveries are stored by ``npistack.storage.webhooks``; its functions are
+re-exported here for the API, the CLI and the worker.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import random
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from npistack import __version__
+from npistack.storage.base import SqlStore
+from npistack.storage.changes import ChangeFilter, FilterError
+from npistack.storage.webhooks import (
+    STATUSES,
+    Delivery,
+    Subscription,
+    WebhookError,
+    check_status,
+    claim_due,
+    create_subscription,
+    delete_subscription,
+    delivery_counts,
+    get_delivery,
+    get_subscription,
+    get_subscriptions,
+    list_deliveries,
+    list_subscriptions,
+    mark_delivered,
+    mark_failed,
+    new_secret,
+    release_claim,
+    replay_delivery,
+    replay_range,
+    update_subscription,
+)
+
+__all__ = [
+    "STATUSES",
+    "Delivery",
+    "Outgoing",
+    "Subscription",
+    "WebhookError",
+    "backoff",
+    "build_body",
+    "check_status",
+    "claim_due",
+    "create_subscription",
+    "delete_subscription",
+    "delivery_counts",
+    "get_delivery",
+    "get_subscription",
+    "list_deliveries",
+    "list_subscriptions",
+    "mark_delivered",
+    "mark_failed",
+    "new_secret",
+    "parse_filters",
+    "prepare",
+    "release_claim",
+    "replay_delivery",
+    "replay_range",
+    "request_headers",
+    "sign",
+    "update_subscription",
+    "verify",
+]
+
+USER_AGENT = f"npistack-webhooks/{__version__}"
+SIGNATURE_VERSION = "v1"
+MAX_BACKOFF_S = 6 * 3600.0
+
+
+# -- signatures ---------------------------------------------------------------------------------
+
+
+def sign(secret: str, timestamp: int, body: bytes) -> str:
+    """``v1=`` and the hex HMAC-SHA256, keyed with the secret (UTF-8), of ``"<timestamp>." + body``."""
+    mac = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256)
+    return f"{SIGNATURE_VERSION}={mac.hexdigest()}"
+
+
+def verify(
+    secret: str | Sequence[str],
+    timestamp_header: str | None,
+    signature_header: str | None,
+    body: bytes,
+    *,
+    tolerance_s: float = 300,
+    now: float | None = None,
+) -> bool:
+    """Whether a request is authentic and fresh.
+
+    ``signature_header`` may hold several comma-separated signatures and ``secret`` may be several
+    secrets (the old and the new one while a secret is rotated): any match is enough. Timestamps
+    more than ``tolerance_s`` away from ``now`` are refused (replayed requests). Comparisons are
+    constant-time.
+    """
+    if not timestamp_header or not signature_header:
+        return False
+    try:
+        timestamp = int(timestamp_header.strip())
+    except ValueError:
+        return False
+    current = time.time() if now is None else now
+    if abs(current - timestamp) > tolerance_s:
+        return False
+    keys = [secret] if isinstance(secret, str) else list(secret)
+    given = [s.strip() for s in signature_header.split(",") if s.strip()]
+    expected = [sign(k, timestamp, body) for k in keys]
+    ok = False
+    for sig in given:
+        for exp in expected:
+            ok |= hmac.compare_digest(sig.encode(), exp.encode())
+    return ok
+
+
+# -- retries ------------------------------------------------------------------------------------
+
+
+def backoff(
+    attempt: int, base_s: float, *, cap_s: float = MAX_BACKOFF_S, rng: random.Random | None = None
+) -> float:
+    """Seconds to wait after failed attempt number ``attempt`` (1 for the first).
+
+    Exponential with *equal jitter*: the delay ``d = min(cap_s, base_s * 2 ** (attempt - 1))`` is
+    halved and a random amount up to the other half is added, so the wait is in ``[d/2, d]``: it
+    still grows with every attempt, while workers that failed together spread out.
+    """
+    exponent = min(max(attempt, 1) - 1, 64)
+    delay = min(cap_s, base_s * 2.0**exponent)
+    draw = (rng or random).random()
+    return delay / 2 + draw * delay / 2
+
+
+# -- requests -----------------------------------------------------------------------------------
+
+
+def build_body(event: dict[str, Any], delivery: Delivery) -> bytes:
+    """The request body: the event object plus ``subscriptionId`` and ``deliveryId`` (JSON).
+
+    The same for every attempt and replay of a delivery, so a receiver can compare duplicates.
+    """
+    return orjson.dumps({**event, "subscriptionId": delivery.subscription_id, "deliveryId": delivery.id})
+
+
+def request_headers(delivery: Delivery, secret: str, body: bytes, timestamp: int) -> dict[str, str]:
+    """The headers of one attempt (the timestamp and signature change per attempt, nothing else)."""
+    return {
+        "Content-Type": "application/json",
+        "User-Agent": USER_AGENT,
+        "X-Npistack-Event-Id": delivery.event_id,
+        "X-Npistack-Delivery-Id": str(delivery.id),
+        "X-Npistack-Timestamp": str(timestamp),
+        "X-Npistack-Signature": sign(secret, timestamp, body),
+    }
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """A claimed delivery ready to send, or the reason it cannot be (``problem``)."""
+
+    delivery: Delivery
+    url: str
+    secret: str
+    body: bytes
+    problem: str | None = None
+
+
+def prepare(store: SqlStore, deliveries: Sequence[Delivery]) -> list[Outgoing]:
+    """The URL, secret and body of each delivery (one query per table for the whole batch)."""
+    from npistack.services.changes import event_payloads
+
+    subs = get_subscriptions(store, [d.subscription_id for d in deliveries])
+    events = event_payloads(store, [d.change_id for d in deliveries])
+    out: list[Outgoing] = []
+    for d in deliveries:
+        sub, event = subs.get(d.subscription_id), events.get(d.change_id)
+        if sub is None:
+            out.append(Outgoing(d, "", "", b"", f"subscription {d.subscription_id} no longer exists"))
+        elif event is None:
+            out.append(Outgoing(d, sub.url, sub.secret, b"", f"change {d.change_id} no longer exists"))
+        else:
+            out.append(Outgoing(d, sub.url, sub.secret, build_body(event, d)))
+    return out
+
+
+def parse_filters(raw: Any) -> ChangeFilter:
+    """A subscription's filters from their JSON form; WebhookError says what is wrong."""
+    if raw is not None and not isinstance(raw, dict):
+        raise WebhookError(
+            "filters must be an object with lists: types, npis, states, taxonomies, entity_types"
+        )
+    try:
+        return ChangeFilter.from_dict(raw)
+    except FilterError as e:
+        raise WebhookError(f"filters: {e}") from None
