@@ -158,6 +158,8 @@ def _print_summary(summary: Any) -> None:
         f"[green]loaded[/] {summary.rows_loaded:,} of {summary.rows_read:,} rows "
         f"({summary.rows_quarantined:,} quarantined) in {summary.seconds:.1f} s"
     )
+    if summary.message:
+        out.print(f"changes: {summary.message}")
     if summary.rows_quarantined:
         out.print(f"see them with: npistack quarantine {summary.load_id}")
 
@@ -165,13 +167,27 @@ def _print_summary(summary: Any) -> None:
 @app.command()
 def ingest(
     path: Annotated[
-        Path, typer.Argument(help="A CMS bundle: the zip, its extracted folder, or one data CSV.")
+        Path,
+        typer.Argument(
+            help="A CMS bundle (monthly or weekly: the zip, its extracted folder, or one data CSV)"
+            " or a deactivation report (the zip or the .xlsx)."
+        ),
     ],
     database_url: DatabaseOpt = None,
     workers: Annotated[int, typer.Option(help="Transform processes (0: one per core).")] = 0,
-    force: Annotated[bool, typer.Option(help="Load even if the same content is already current.")] = False,
+    force: Annotated[
+        bool,
+        typer.Option(
+            help="Load even if the same content is already current, a monthly file older than the data,"
+            " or a weekly bundle after missing weeks."
+        ),
+    ] = False,
 ) -> None:
-    """Load a monthly NPPES full replacement bundle into the store, atomically."""
+    """Load a monthly full file, apply a weekly update bundle or a deactivation report, atomically.
+
+    A weekly bundle or deactivation report is applied on top of the data (in release order); a new
+    monthly file replaces it and records what changed (see `npistack changes`).
+    """
     summary = run_ingest(path, database_url, workers=workers, force=force)
     _print_summary(summary)
 
@@ -393,6 +409,7 @@ def demo(
 
 
 from npistack import cli_api as _cli_api  # noqa: E402,F401  (registers serve, keys, plans)
+from npistack import cli_updates as _cli_updates  # noqa: E402,F401  (registers history, changes)
 
 
 def main() -> None:
