@@ -146,15 +146,20 @@ def add_name_keys(store: SqlStore, names: Sequence[tuple[Any, ...]]) -> None:
     if not wanted:
         return
     have: set[tuple[int, str]] = set()
-    for i in range(0, len(wanted), _CHUNK):
-        part = [k for _, k in wanted[i : i + _CHUNK]]
-        marks = ",".join("?" * len(part))
-        have |= {
-            (int(r[0]), str(r[1]))
-            for r in store._query(
-                f"SELECT klass, name_key FROM provider_name_keys WHERE name_key IN ({marks})", part
-            )
-        }
+    by_class: dict[int, list[str]] = {}
+    for klass, key in wanted:
+        by_class.setdefault(klass, []).append(key)
+    for klass, keys in by_class.items():
+        for i in range(0, len(keys), _CHUNK):
+            part = keys[i : i + _CHUNK]
+            marks = ",".join("?" * len(part))
+            have |= {
+                (klass, str(r[0]))
+                for r in store._query(
+                    f"SELECT name_key FROM provider_name_keys WHERE klass = ? AND name_key IN ({marks})",
+                    [klass, *part],
+                )
+            }
     missing = [k for k in wanted if k not in have]
     if missing:
         store._bulk_insert("provider_name_keys", DATA_TABLES["provider_name_keys"], missing)
