@@ -100,12 +100,12 @@ def test_unknown_layout_is_one_line(tmp_path: Path) -> None:
     assert "unexpected columns: 'Something Else'" in line
 
 
-def test_weekly_bundle_is_refused_clearly(tmp_path: Path) -> None:
+def test_weekly_bundle_on_an_empty_store_is_refused_clearly(tmp_path: Path) -> None:
     folder = write_bundle(tmp_path / "w", [], end="20261115")
     weekly = folder / "npidata_pfile_20261109-20261115.csv"
     next(folder.glob("npidata_pfile_*")).rename(weekly)
     line = one_line_error(run("ingest", str(weekly), db=tmp_path / "s.db", check=False))
-    assert "weekly update bundle" in line
+    assert line.endswith("this is a weekly update; load a monthly full file first")
 
 
 def test_demo(tmp_path: Path) -> None:

@@ -100,13 +100,15 @@ def run_ingest(
     path: Path, database_url: str | None, *, workers: int, force: bool, quiet: bool = False
 ) -> Any:
     from npistack.ingest.load import ingest
+    from npistack.nppes.deactivation import is_deactivation_report
     from npistack.nppes.reader import open_bundle
 
     settings = _settings()
     store = _store(database_url)
     try:
-        bundle = open_bundle(path)
-        sizes: dict[str, int] = {k: f.size for k, f in bundle.files.items()}
+        sizes: dict[str, int] = (
+            {} if is_deactivation_report(path) else {k: f.size for k, f in open_bundle(path).files.items()}
+        )
         with _progress() as progress:
             if quiet:
                 progress.disable = True
@@ -409,6 +411,7 @@ def demo(
 
 
 from npistack import cli_api as _cli_api  # noqa: E402,F401  (registers serve, keys, plans)
+from npistack import cli_sync as _cli_sync  # noqa: E402,F401  (registers sync)
 from npistack import cli_updates as _cli_updates  # noqa: E402,F401  (registers history, changes)
 
 

@@ -40,9 +40,7 @@ _MONTHS = ("january", "february", "march", "april", "may", "june", "july", "augu
            "october", "november", "december")  # fmt: skip
 _HREF_RE = re.compile(r"""<a\b[^>]*?\bhref\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s"'>]+))""", re.IGNORECASE)
 _MONTHLY_RE = re.compile(r"^NPPES_Data_Dissemination_([A-Za-z]+)_(\d{4})(?:_V(\d))?\.zip$", re.IGNORECASE)
-_WEEKLY_RE = re.compile(
-    r"^NPPES_Data_Dissemination_(\d{6})_(\d{6})_Weekly(?:_V(\d))?\.zip$", re.IGNORECASE
-)
+_WEEKLY_RE = re.compile(r"^NPPES_Data_Dissemination_(\d{6})_(\d{6})_Weekly(?:_V(\d))?\.zip$", re.IGNORECASE)
 _DEACT_RE = re.compile(r"^NPPES_Deactivated_NPI_Report_(\d{6})(?:_V(\d))?\.zip$", re.IGNORECASE)
 _RANGE_RE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+|\*)", re.IGNORECASE)
 _UNSATISFIED_RE = re.compile(r"bytes\s+\*/(\d+)", re.IGNORECASE)
@@ -239,7 +237,7 @@ def _fetch_once(client: httpx.Client, url: str, part: Path, progress: Progress |
                     total = int(length) if length and length.isdigit() else None
                     done, mode = 0, "wb"
                 with part.open(mode) as fh:
-                    for chunk in resp.iter_raw(1 << 20):
+                    for chunk in resp.iter_raw():
                         fh.write(chunk)
                         done += len(chunk)
                         if progress:
@@ -317,7 +315,6 @@ def download(
         raise SourceError(f"{remote.name} from {remote.url} is corrupt ({problem}); deleted it")
     os.replace(part, final)
     return final
-
 
 
 # -- planning ----------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ failure; what was applied before it stays applied, and the next round continues 
 
 from __future__ import annotations
 
+import contextlib
 import re
 import sys
 import threading
@@ -99,10 +100,8 @@ def _with_local_dates(remote: list[RemoteFile], download_dir: Path) -> list[Remo
     for r in remote:
         local = download_dir / r.name
         if r.kind == "monthly" and r.estimated and local.is_file():
-            try:
+            with contextlib.suppress(NpistackError):  # a damaged leftover: download() replaces it
                 r = exact_monthly(r, local)
-            except NpistackError:
-                pass  # a damaged leftover: download() replaces it
         out.append(r)
     return out
 
@@ -188,9 +187,7 @@ def _run(
     local: dict[str, Path] = {}
     for step in range(2 * len(remote) + 2):
         data_release, deactivation_release = store_dates(store)
-        plan, why = explain_plan(
-            remote, data_release=data_release, deactivation_release=deactivation_release
-        )
+        plan, why = explain_plan(remote, data_release=data_release, deactivation_release=deactivation_release)
         for reason in why:
             if reason not in report.skipped:
                 report.skipped.append(reason)

@@ -1,0 +1,213 @@
+"""``npistack sync``: bring a store up to date from the CMS download page (registered on ``npistack.cli.app``).
+
+See docs/sync.md. The decisions live in ``npistack.ingest.source`` (plan, download) and
+``npistack.ingest.sync`` (the round); this module draws progress, prints lines and applies each file
+with ``npistack.cli.run_ingest``.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from datetime import datetime, timedelta
+from pathlib import Path
+from types import FrameType
+from typing import Annotated, Any
+from urllib.parse import unquote, urlparse
+
+import typer
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
+from rich.text import Text
+
+from npistack.cli import DatabaseOpt, _print_summary, _settings, _store, app, err, out, run_ingest
+from npistack.errors import NpistackError
+from npistack.ingest.source import RemoteFile
+from npistack.ingest.sync import SyncReport, parse_interval, run_every, sync_once
+
+
+class _Bars:
+    """Byte progress bars for downloads; closed before each apply, which draws its own bars."""
+
+    def __init__(self) -> None:
+        self.progress: Progress | None = None
+        self.tasks: dict[str, TaskID] = {}
+
+    def update(self, remote: RemoteFile, done: int, total: int | None) -> None:
+        if self.progress is None:
+            self.progress = Progress(
+                TextColumn("[bold]{task.description}"),
+                BarColumn(),
+                DownloadColumn(),
+                TransferSpeedColumn(),
+                TimeRemainingColumn(),
+                console=err,
+            )
+            self.progress.start()
+        if remote.name not in self.tasks:
+            self.tasks[remote.name] = self.progress.add_task(remote.name, total=total)
+        self.progress.update(self.tasks[remote.name], completed=done, total=total)
+
+    def close(self) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+        self.progress = None
+        self.tasks.clear()
+
+
+def _sqlite_path(url: str) -> Path | None:
+    if url.startswith("sqlite:///"):
+        return Path(unquote(urlparse(url).path)[1:])
+    return None if "://" in url else Path(url)
+
+
+class _StoreState:
+    """The store's dates, read with a short-lived read-only connection each time (never held open
+    while a load runs). A SQLite store that does not exist yet has no data."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    def _read(self, what: str, *args: str) -> str | None:
+        path = _sqlite_path(self.url)
+        if path is not None and not path.exists():
+            return None
+        store = _store(self.url, read_only=True)
+        try:
+            value: str | None = getattr(store, what)(*args)
+            return value
+        finally:
+            store.close()
+
+    def data_release(self) -> str | None:
+        return self._read("data_release")
+
+    def get_meta(self, key: str) -> str | None:
+        return self._read("get_meta", key)
+
+
+def _log(line: str) -> None:
+    out.print(line, markup=False)
+
+
+def _error_line(e: BaseException) -> None:
+    text = str(e) if isinstance(e, NpistackError) else f"{type(e).__name__}: {e}"
+    err.print(Text.assemble(("error: ", "red"), text), soft_wrap=True)
+
+
+def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+@app.command()
+def sync(
+    database_url: DatabaseOpt = None,
+    page_url: Annotated[
+        str | None,
+        typer.Option("--page-url", help="The CMS download page to read (default: NPISTACK_CMS_FILES_URL)."),
+    ] = None,
+    download_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--download-dir",
+            help="Where bundles are downloaded and kept (default: NPISTACK_DOWNLOAD_DIR or DATA_DIR/downloads).",
+        ),
+    ] = None,
+    every: Annotated[
+        str | None,
+        typer.Option(
+            "--every",
+            metavar="INTERVAL",
+            help="Keep running: sync now, then every INTERVAL (45s, 30m, 12h, 7d); Ctrl-C stops.",
+        ),
+    ] = None,
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            "--dry-run", help="Print what would be downloaded and applied, and why; change nothing."
+        ),
+    ] = False,
+    workers: Annotated[
+        int, typer.Option("--workers", help="Transform processes when applying (0: one per core).")
+    ] = 0,
+) -> None:
+    """Download the CMS files the store lacks (monthly, weekly, deactivation report) and apply them in order."""
+    settings = _settings()
+    url = database_url or settings.resolved_database_url()
+    page = page_url or settings.cms_files_url
+    folder = download_dir or settings.resolved_download_dir()
+    interval = None
+    if every is not None:
+        try:
+            interval = parse_interval(every)
+        except ValueError as e:
+            raise NpistackError(f"--every: {e}") from None
+        if dry_run:
+            raise NpistackError("--dry-run and --every do not go together (a dry run changes nothing)")
+    if not dry_run:
+        _store(url).close()  # create the store (and fail early, in one line, if it cannot be opened)
+    state = _StoreState(url)
+
+    def one_round() -> SyncReport:
+        bars = _Bars()
+
+        def apply(path: Path) -> Any:
+            bars.close()
+            summary = run_ingest(path, url, workers=workers, force=False)
+            _print_summary(summary)
+            return summary
+
+        try:
+            report = sync_once(
+                state,
+                page_url=page,
+                download_dir=folder,
+                apply=apply,
+                progress=bars.update,
+                log=_log,
+                dry_run=dry_run,
+                timeout_s=settings.download_timeout_s,
+            )
+        finally:
+            bars.close()
+        if report.applied:
+            out.print(
+                f"[green]synced[/]: applied {len(report.applied)} file{'s' if len(report.applied) > 1 else ''}; "
+                f"data through {state.data_release() or 'unknown'}"
+            )
+        report.raise_for_error()
+        return report
+
+    if interval is None:
+        one_round()
+        return
+
+    def next_line() -> None:
+        at = datetime.now() + timedelta(seconds=interval)
+        out.print(f"[dim]next sync at {at:%Y-%m-%d %H:%M:%S}[/]")
+
+    def scheduled() -> None:
+        one_round()
+        next_line()
+
+    def on_error(e: BaseException) -> None:
+        _error_line(e)
+        next_line()
+
+    out.print(f"syncing every {every}; Ctrl-C stops")
+    stop = threading.Event()
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt)  # a service stop is a Ctrl-C
+    try:
+        run_every(interval, scheduled, stop=stop, on_error=on_error)
+    except KeyboardInterrupt:
+        stop.set()
+        err.print("sync stopped (a download in progress resumes on the next run)")
+    finally:
+        signal.signal(signal.SIGTERM, previous)
