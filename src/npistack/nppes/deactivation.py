@@ -180,6 +180,7 @@ def _batched_rows(ws: Any, min_row: int) -> Iterator[tuple[Any, ...]]:
 
 def _find_header(ws: Any) -> tuple[int, int, int] | None:
     """(header row number, NPI column, date column), 0-based columns, or None."""
+    ws.reset_dimensions()  # a wrong stored dimension would cut rows or columns off
     for line, values in enumerate(ws.iter_rows(min_row=1, max_row=HEADER_SEARCH_ROWS, values_only=True), 1):
         texts = [str(v).strip() if v is not None else "" for v in values]
         if NPI_HEADER not in (t.upper() for t in texts):
@@ -305,6 +306,11 @@ def _raw_text(value: Any) -> str:
 
 
 def _report_row(line: int, values: tuple[Any, ...], npi_col: int, date_col: int) -> ReportRow | None:
+    if len(values) == 2 and npi_col == 0 and date_col == 1:  # the usual row: text NPI, date cell
+        npi, when = values
+        if type(npi) is str and type(when) is datetime and not when.time():
+            text, day = npi.strip(), when.date().isoformat()
+            return ReportRow(line, text, day, npi_problem(text), f"{npi},{day}")
     cells = [_raw_text(v) for v in values]
     while cells and not cells[-1].strip():
         cells.pop()
@@ -356,7 +362,9 @@ def _workbook(release: date, entries: Iterable[tuple[str, date]]) -> bytes:
                     rb"\g<1>" + f"{stamp:%Y-%m-%dT%H:%M:%SZ}".encode() + rb"\g<2>",
                     data,
                 )
-            fixed = zipfile.ZipInfo(info.filename, date_time=(release.year, release.month, release.day, 0, 0, 0))
+            fixed = zipfile.ZipInfo(
+                info.filename, date_time=(release.year, release.month, release.day, 0, 0, 0)
+            )
             fixed.compress_type = zipfile.ZIP_DEFLATED
             fixed.external_attr = 0o644 << 16
             dst.writestr(fixed, data)
