@@ -59,7 +59,12 @@ class Incoming:
         return str(self.provider[PROVIDER_WIDTH])
 
     def extra_docs(self) -> list[tuple[str, str]]:
-        return [(str(e[1]), str(e[3])) for e in sorted(self.extras, key=lambda e: (e[1], e[2]))]
+        """(kind, doc JSON) of the child rows, by kind and file order (cached)."""
+        cached: list[tuple[str, str]] | None = getattr(self, "_extra_docs", None)
+        if cached is None:
+            cached = [(str(e[1]), str(e[3])) for e in sorted(self.extras, key=lambda e: (e[1], e[2]))]
+            self._extra_docs = cached
+        return cached
 
 
 @dataclass
@@ -112,32 +117,84 @@ def load_stored(store: SqlStore, npis: Sequence[int], *, prefix: str = "") -> di
     return out
 
 
+# Child tables and the columns that identify a row's content (file line numbers are not content).
+_CHILD_TABLES = (
+    ("provider_names", "names", "npi, entity_type, name_type, name_key, first_key", None),
+    ("provider_taxonomies", "taxonomies", "npi, slot, code, license_key, license_state, is_primary", None),
+    (
+        "provider_locations",
+        "locations",
+        "npi, purpose, seq, city_key, state, zip5, cell, lat, lon, postal, country",
+        2,
+    ),
+    ("provider_extras", "extras", "npi, kind, seq, doc", 2),
+)
+
+
+def _content_rows(rows: Iterable[Sequence[Any]], seq_at: int | None) -> list[tuple[Any, ...]]:
+    if seq_at is None:
+        return sorted(tuple(r) for r in rows)
+    return sorted(tuple(r[:seq_at]) + tuple(r[seq_at + 1 :]) for r in rows)
+
+
 def replace_rows(store: SqlStore, decisions: Sequence[Decision]) -> None:
-    """Replace the changed providers' rows in the live tables (child sets as a whole)."""
-    npis = sorted(d.npi for d in decisions)
-    for i in range(0, len(npis), _CHUNK):
-        part = npis[i : i + _CHUNK]
-        marks = ",".join("?" * len(part))
-        for table, columns in DATA_TABLES.items():
-            if "npi" in columns:  # provider_name_keys is a vocabulary, not per provider
-                store._exec(f"DELETE FROM {table} WHERE npi IN ({marks})", part)
-    new = [d.new for d in decisions if d.new is not None]
-    if not new:
-        return
-    store._bulk_insert("providers", DATA_TABLES["providers"], (n.provider[:PROVIDER_WIDTH] for n in new))
-    store._bulk_insert(
-        "provider_docs", DATA_TABLES["provider_docs"], ((n.provider[0], n.doc_json) for n in new)
-    )
-    for table, attr in (
-        ("provider_names", "names"),
-        ("provider_taxonomies", "taxonomies"),
-        ("provider_locations", "locations"),
-        ("provider_extras", "extras"),
-    ):
-        rows = [r for n in new for r in getattr(n, attr)]
+    """Replace the changed providers' rows in the live tables (child sets as a whole).
+
+    Existing providers are updated in place, and a child table is rewritten for a provider only when
+    its rows there changed (a phone change leaves the name, taxonomy and location rows alone), so
+    index maintenance is proportional to what changed.
+    """
+    existing = [d for d in decisions if d.old is not None and d.new is not None]
+    fresh = [d.new for d in decisions if d.old is None and d.new is not None]
+    gone = sorted(d.npi for d in decisions if d.new is None)
+    if existing:
+        store._exec_many(
+            "UPDATE providers SET entity_type = ?, status = ?, last_updated = ?, primary_taxonomy = ?,"
+            " practice_state = ? WHERE npi = ?",
+            (tuple(d.new.provider[1:PROVIDER_WIDTH]) + (d.npi,) for d in existing if d.new is not None),
+        )
+        store._exec_many(
+            "UPDATE provider_docs SET doc = ? WHERE npi = ?",
+            ((d.new.doc_json, d.npi) for d in existing if d.new is not None),
+        )
+    if fresh:
+        store._bulk_insert(
+            "providers", DATA_TABLES["providers"], (n.provider[:PROVIDER_WIDTH] for n in fresh)
+        )
+        store._bulk_insert(
+            "provider_docs", DATA_TABLES["provider_docs"], ((n.provider[0], n.doc_json) for n in fresh)
+        )
+    if gone:
+        _delete(store, ("providers", "provider_docs"), gone)
+    npis = sorted(d.npi for d in existing)
+    by_npi = {d.npi: d.new for d in existing}
+    for table, attr, columns, seq_at in _CHILD_TABLES:
+        old_rows: dict[int, list[tuple[Any, ...]]] = {}
+        for i in range(0, len(npis), _CHUNK):
+            part = npis[i : i + _CHUNK]
+            marks = ",".join("?" * len(part))
+            for r in store._query(f"SELECT {columns} FROM {table} WHERE npi IN ({marks})", part):
+                old_rows.setdefault(int(r[0]), []).append(r)
+        rewrite = [
+            n
+            for n in npis
+            if _content_rows(old_rows.get(n, ()), seq_at) != _content_rows(getattr(by_npi[n], attr), seq_at)
+        ]
+        _delete(store, (table,), sorted([n for n in rewrite if n in old_rows] + gone))
+        rows = [r for n in rewrite for r in getattr(by_npi[n], attr)] + [
+            r for n in fresh for r in getattr(n, attr)
+        ]
         if rows:
             store._bulk_insert(table, DATA_TABLES[table], rows)
-    add_name_keys(store, [r for n in new for r in n.names])
+    add_name_keys(store, [r for d in decisions if d.new is not None for r in d.new.names])
+
+
+def _delete(store: SqlStore, tables: Sequence[str], npis: Sequence[int]) -> None:
+    for i in range(0, len(npis), _CHUNK):
+        part = list(npis[i : i + _CHUNK])
+        marks = ",".join("?" * len(part))
+        for table in tables:
+            store._exec(f"DELETE FROM {table} WHERE npi IN ({marks})", part)
 
 
 def add_name_keys(store: SqlStore, names: Sequence[tuple[Any, ...]]) -> None:
@@ -179,7 +236,7 @@ def record(
     """Versions (with the first version of a provider changed for the first time), changes, outbox."""
     latest = latest_versions(store, [d.npi for d in decisions])
     versions: list[NewVersion] = []
-    closes: list[tuple[str | None, int, int]] = []
+    closes: list[tuple[str | None, str, int, int]] = []
     changes: list[NewChange] = []
     for d in decisions:
         prev = latest.get(d.npi, 0)
@@ -200,8 +257,8 @@ def record(
                 )
             )
             prev = 1
-        elif prev:
-            closes.append((release.date, d.npi, prev))
+        elif prev and d.old is not None:
+            closes.append((release.date, content_json(d.old.doc, d.old.extras), d.npi, prev))
         version: int | None = None
         new_doc = orjson.loads(d.new.doc_json) if d.new is not None else None
         if d.new is not None and new_doc is not None:
@@ -211,7 +268,7 @@ def record(
                     d.npi,
                     version,
                     d.change_type,
-                    content_json(new_doc, d.new.extra_docs()),
+                    None,  # the live record until a later change replaces it
                     d.diff,
                     release.date,
                     release.load_id,

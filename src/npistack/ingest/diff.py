@@ -98,6 +98,8 @@ def diff(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[dic
         if key in SKIP_KEYS:
             continue
         a, b = old.get(key), new.get(key)
+        if a == b:
+            continue
         path = f"{prefix}{key}"
         if isinstance(a, dict) and isinstance(b, dict):
             out += diff(a, b, path + ".")

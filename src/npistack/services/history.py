@@ -23,11 +23,23 @@ def _release(v: VersionRow) -> dict[str, Any]:
     return {"date": v.release_date, "kind": v.release_kind, "loadId": v.load_id}
 
 
+def _fill_current(store: SqlStore, versions: Sequence[VersionRow]) -> None:
+    """The current version's content is the live record (history holds it once it is replaced)."""
+    missing = [v for v in versions if v.content is None]
+    if not missing:
+        return
+    live = {int(sp.doc["npi"]): sp for sp in store.get_stored([v.npi for v in missing])}
+    for v in missing:
+        sp = live.get(v.npi)
+        v.content = {"doc": without_release(sp.doc), "extras": sp.extras} if sp else {"doc": {}, "extras": []}
+
+
 def record_of(v: VersionRow, nucc: dict[str, Taxonomy]) -> dict[str, Any]:
-    """The full provider document of a stored version."""
-    doc = dict(v.content.get("doc") or {})
+    """The full provider document of a stored version (content filled in by ``_fill_current``)."""
+    content = v.content or {}
+    doc = dict(content.get("doc") or {})
     doc["release"] = _release(v)
-    extras = [(str(k), d) for k, d in v.content.get("extras") or []]
+    extras = [(str(k), d) for k, d in content.get("extras") or []]
     return expand(StoredProvider(doc, extras), nucc)
 
 
@@ -36,7 +48,9 @@ def records_at(
 ) -> dict[tuple[int, int], dict[str, Any]]:
     """Full documents of stored versions, by (npi, version)."""
     nucc = nucc if nucc is not None else _nucc()
-    return {k: record_of(v, nucc) for k, v in versions_at(store, keys).items()}
+    found = versions_at(store, keys)
+    _fill_current(store, list(found.values()))
+    return {k: record_of(v, nucc) for k, v in found.items()}
 
 
 def version_object(v: VersionRow, nucc: dict[str, Taxonomy]) -> dict[str, Any]:
@@ -57,6 +71,7 @@ def provider_history(store: SqlStore, npi: str | int) -> dict[str, Any] | None:
     key = int(npi)
     nucc = _nucc()
     stored = versions_of(store, key)
+    _fill_current(store, stored)
     if stored:
         versions = [version_object(v, nucc) for v in stored]
         return {"npi": f"{key:010d}", "current": stored[-1].version, "versions": versions}

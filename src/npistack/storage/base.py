@@ -103,7 +103,8 @@ def history_ddl(serial: str, bigint: str, real: str) -> list[str]:
     """App tables of updates (never touched by a data load): versions, the change feed, webhooks.
 
     - ``provider_history``: every version of a provider (``content`` is the stored document without
-      its ``release`` plus its child rows, JSON), the release it came from and when it was in force
+      its ``release`` plus its child rows, JSON; NULL for the current version, which is the live
+      record, until a later change replaces it), the release it came from and when it was in force
       (``valid_from``/``valid_to``, release dates), and the field differences from the version before.
     - ``changes``: one row per change a load made (the feed); ``id`` is the feed order, ``event_id``
       the stable id every webhook delivery of the change carries. ``state``, ``entity_type`` and
@@ -115,7 +116,7 @@ def history_ddl(serial: str, bigint: str, real: str) -> list[str]:
         f"""CREATE TABLE IF NOT EXISTS provider_history (
             id {serial}, npi {bigint} NOT NULL, version INTEGER NOT NULL, load_id {bigint},
             release_date TEXT, release_kind TEXT, valid_from TEXT, valid_to TEXT, change_type TEXT NOT NULL,
-            content TEXT NOT NULL, diff TEXT, recorded_at TEXT NOT NULL)""",
+            content TEXT, diff TEXT, recorded_at TEXT NOT NULL)""",
         "CREATE UNIQUE INDEX IF NOT EXISTS ix_history_npi ON provider_history (npi, version)",
         f"""CREATE TABLE IF NOT EXISTS changes (
             id {serial}, event_id TEXT NOT NULL, load_id {bigint} NOT NULL, release_date TEXT,
@@ -217,6 +218,10 @@ class SqlStore(SearchSql, ABC):
         self, sql: str, params: Sequence[Any] = (), batch: int = 5000
     ) -> Iterator[list[tuple[Any, ...]]]:
         """Rows of a query in batches, without holding the whole result in memory."""
+
+    @abstractmethod
+    def _exec_many(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        """One statement executed for each parameter row."""
 
     @abstractmethod
     def _bulk_insert(self, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None: ...

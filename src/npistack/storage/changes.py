@@ -193,7 +193,7 @@ class NewVersion:
     npi: int
     version: int
     change_type: str
-    content: str  # JSON: {"doc": ..., "extras": [[kind, doc], ...]}
+    content: str | None  # JSON {"doc": ..., "extras": [[kind, doc], ...]}; None: the live record
     diff: list[dict[str, Any]] | None
     valid_from: str | None
     load_id: int | None
@@ -242,18 +242,20 @@ def record_changes(
     release_kind: str,
     versions: Sequence[NewVersion],
     changes: Sequence[NewChange],
-    closes: Sequence[tuple[str | None, int, int]] = (),
+    closes: Sequence[tuple[str | None, str, int, int]] = (),
     subscriptions: Sequence[tuple[int, ChangeFilter]] | None = None,
 ) -> ChangeCounts:
     """Write versions, changes and their outbox deliveries, in the caller's open transaction.
 
-    ``closes`` are (valid_to, npi, version) of stored versions that this load replaced.
+    ``closes`` are (valid_to, content, npi, version) of the current versions this load replaced: they
+    get their end date and their content (the live record, about to be overwritten).
     """
     now = utcnow()
     counts = ChangeCounts()
-    for valid_to, npi, version in closes:
-        store._exec(
-            "UPDATE provider_history SET valid_to = ? WHERE npi = ? AND version = ?", (valid_to, npi, version)
+    if closes:
+        store._exec_many(
+            "UPDATE provider_history SET valid_to = ?, content = coalesce(content, ?) WHERE npi = ? AND version = ?",
+            closes,
         )
     if versions:
         store._bulk_insert(
@@ -474,7 +476,7 @@ class VersionRow:
     valid_from: str | None
     valid_to: str | None
     change_type: str
-    content: dict[str, Any]
+    content: dict[str, Any] | None  # None: the current version, whose content is the live record
     diff: list[dict[str, Any]] | None
     recorded_at: str
 
@@ -495,7 +497,7 @@ def _version(r: Sequence[Any]) -> VersionRow:
         valid_from=r[5],
         valid_to=r[6],
         change_type=r[7],
-        content=orjson.loads(r[8]),
+        content=orjson.loads(r[8]) if r[8] is not None else None,
         diff=orjson.loads(r[9]) if r[9] is not None else None,
         recorded_at=str(r[10]),
     )

@@ -70,6 +70,13 @@ class PostgresStore(SqlStore):
             while rows := cur.fetchmany(batch):
                 yield rows
 
+    def _exec_many(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        try:
+            with self.conn.cursor() as cur:
+                cur.executemany(self._pg(sql), list(rows))  # type: ignore[arg-type]
+        except self._psycopg.Error as e:
+            raise StoreError(f"PostgreSQL error: {str(e).strip().splitlines()[0]}") from e
+
     def _bulk_insert(self, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
         with self.conn.cursor() as cur, cur.copy(f"COPY {table} ({','.join(columns)}) FROM STDIN") as copy:
             for row in rows:

@@ -73,6 +73,12 @@ class SqliteStore(SqlStore):
         while rows := cur.fetchmany(batch):
             yield rows
 
+    def _exec_many(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        try:
+            self.conn.executemany(sql, rows)
+        except sqlite3.Error as e:
+            raise StoreError(f"SQLite error: {e}") from e
+
     def _bulk_insert(self, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
         marks = ",".join("?" * len(columns))
         self.conn.executemany(f"INSERT INTO {table} ({','.join(columns)}) VALUES ({marks})", rows)

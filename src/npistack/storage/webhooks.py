@@ -1,30 +1,14 @@
-"""Webhook subscriptions and the delivery outbox: rows and SQL (tables in ``history_ddl``).
+"""Webhook subscriptions: validation, rows and SQL (table ``webhook_subscriptions``, in ``history_ddl``).
 
-A delivery row is written by ``storage.changes.record_changes`` in the transaction of the load that
-made its change. From then on this module moves it through its states::
-
-    pending ──send ok──▶ delivered
-       │  ▲
-       │  └─failed, attempts left (next_attempt_at = now + backoff)
-       └────failed, no attempts left──▶ dead
-    any state ──replay──▶ pending (attempts 0, due now)
-    pending ──subscription deleted──▶ cancelled
-
-A worker *claims* due deliveries (``claim_due``): it writes its id and a lease end into
-``locked_by``/``locked_until``. Claims never overlap: PostgreSQL claimers skip each other's rows
-(``FOR UPDATE SKIP LOCKED``), SQLite claimers are serialised by ``BEGIN IMMEDIATE``. A result is
-recorded only while the worker still holds the claim (``mark_delivered``/``mark_failed`` return
-False otherwise), so a worker whose lease ran out cannot overwrite the result of the worker that
-took the delivery over. Deliveries of a paused (inactive) subscription wait until it is resumed.
+A subscription is a URL, a signing secret, a change filter (``ChangeFilter``, the change feed's) and
+an active flag. Its deliveries live in the outbox (``storage.outbox``).
 """
 
 from __future__ import annotations
 
 import secrets
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -34,7 +18,6 @@ from npistack.errors import NpistackError
 from npistack.storage.base import SqlStore, utcnow
 from npistack.storage.changes import ChangeFilter
 
-STATUSES = ("pending", "delivered", "dead", "cancelled")
 MAX_URL = 2000
 MAX_DESCRIPTION = 500
 _UNSET: Any = object()
@@ -69,42 +52,6 @@ class Subscription:
         if secret:
             out["secret"] = self.secret
         return out
-
-
-@dataclass(frozen=True)
-class Delivery:
-    id: int
-    subscription_id: int
-    change_id: int
-    event_id: str
-    status: str
-    attempts: int
-    next_attempt_at: float
-    locked_by: str | None
-    locked_until: float | None
-    last_status: int | None
-    last_error: str | None
-    created_at: str
-    delivered_at: str | None
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "subscriptionId": self.subscription_id,
-            "changeId": self.change_id,
-            "eventId": self.event_id,
-            "status": self.status,
-            "attempts": self.attempts,
-            "nextAttemptAt": _iso(self.next_attempt_at) if self.status == "pending" else None,
-            "lastStatus": self.last_status,
-            "lastError": self.last_error,
-            "createdAt": self.created_at,
-            "deliveredAt": self.delivered_at,
-        }
-
-
-def _iso(epoch: float) -> str:
-    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="seconds")
 
 
 # -- validation ---------------------------------------------------------------------------------
@@ -147,25 +94,6 @@ def check_description(description: str | None) -> str | None:
     if len(description) > MAX_DESCRIPTION:
         raise WebhookError(f"description must be at most {MAX_DESCRIPTION} characters")
     return description.strip() or None
-
-
-def check_status(status: str | None) -> str | None:
-    if status is not None and status not in STATUSES:
-        raise WebhookError(f"unknown delivery status {status!r}; expected one of {', '.join(STATUSES)}")
-    return status
-
-
-def iso_bound(value: str, name: str) -> str:
-    """An ISO date or date-time as stored ``created_at`` values compare (UTC, seconds)."""
-    try:
-        when = datetime.fromisoformat(value.strip())
-    except (ValueError, AttributeError):
-        raise WebhookError(
-            f"{name} {value!r} must be an ISO date or date-time, e.g. 2025-01-31 or 2025-01-31T12:00:00Z"
-        ) from None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return when.astimezone(UTC).isoformat(timespec="seconds")
 
 
 # -- subscriptions ------------------------------------------------------------------------------
@@ -297,200 +225,3 @@ def delete_subscription(store: SqlStore, sub_id: int) -> int | None:
         store._rollback()
         raise
     return cancelled
-
-
-def delivery_counts(store: SqlStore, ids: Sequence[int] | None = None) -> dict[int, dict[str, int]]:
-    """Deliveries per subscription and status (every status present, zeros included)."""
-    sql = "SELECT subscription_id, status, count(*) FROM webhook_deliveries"
-    params: list[Any] = []
-    if ids is not None:
-        wanted = sorted(set(ids))
-        if not wanted:
-            return {}
-        sql += f" WHERE subscription_id IN ({','.join('?' * len(wanted))})"
-        params = list(wanted)
-    out: dict[int, dict[str, int]] = {i: dict.fromkeys(STATUSES, 0) for i in params}
-    for sub_id, status, n in store._query(sql + " GROUP BY subscription_id, status", params):
-        out.setdefault(int(sub_id), dict.fromkeys(STATUSES, 0))[str(status)] = int(n)
-    return out
-
-
-# -- deliveries ---------------------------------------------------------------------------------
-
-_DEL_COLS = (
-    "id, subscription_id, change_id, event_id, status, attempts, next_attempt_at, locked_by, locked_until,"
-    " last_status, last_error, created_at, delivered_at"
-)
-
-
-def _delivery(r: Sequence[Any]) -> Delivery:
-    return Delivery(
-        id=int(r[0]),
-        subscription_id=int(r[1]),
-        change_id=int(r[2]),
-        event_id=str(r[3]),
-        status=str(r[4]),
-        attempts=int(r[5]),
-        next_attempt_at=float(r[6]),
-        locked_by=r[7],
-        locked_until=float(r[8]) if r[8] is not None else None,
-        last_status=int(r[9]) if r[9] is not None else None,
-        last_error=r[10],
-        created_at=str(r[11]),
-        delivered_at=str(r[12]) if r[12] is not None else None,
-    )
-
-
-def list_deliveries(
-    store: SqlStore,
-    *,
-    subscription_id: int | None = None,
-    status: str | None = None,
-    limit: int = 50,
-    after: int = 0,
-) -> list[Delivery]:
-    """Deliveries with id > ``after``, oldest first (keyset pagination: pass the last id back)."""
-    clauses, params = ["id > ?"], [after]
-    if subscription_id is not None:
-        clauses.append("subscription_id = ?")
-        params.append(subscription_id)
-    if check_status(status):
-        clauses.append("status = ?")
-        params.append(status)
-    rows = store._query(
-        f"SELECT {_DEL_COLS} FROM webhook_deliveries WHERE {' AND '.join(clauses)} ORDER BY id LIMIT ?",
-        [*params, limit],
-    )
-    return [_delivery(r) for r in rows]
-
-
-def get_delivery(store: SqlStore, delivery_id: int) -> Delivery | None:
-    rows = store._query(f"SELECT {_DEL_COLS} FROM webhook_deliveries WHERE id = ?", (delivery_id,))
-    return _delivery(rows[0]) if rows else None
-
-
-def claim_due(store: SqlStore, worker_id: str, *, limit: int, lease_s: float, now: float) -> list[Delivery]:
-    """Claim up to ``limit`` due deliveries for ``worker_id`` until ``now + lease_s``, oldest due first.
-
-    Due: pending, ``next_attempt_at <= now``, not claimed or the claim's lease ended, and the
-    subscription active. No two claimers ever get the same row (see the module docstring).
-    """
-    skip_locked = " FOR UPDATE SKIP LOCKED" if store.dialect == "postgresql" else ""
-    store._begin()
-    try:
-        rows = store._query(
-            f"UPDATE webhook_deliveries SET locked_by = ?, locked_until = ? WHERE id IN ("
-            " SELECT id FROM webhook_deliveries WHERE status = 'pending' AND next_attempt_at <= ?"
-            " AND (locked_until IS NULL OR locked_until < ?)"
-            " AND subscription_id IN (SELECT id FROM webhook_subscriptions WHERE active = 1)"
-            f" ORDER BY next_attempt_at, id LIMIT ?{skip_locked}) RETURNING {_DEL_COLS}",
-            (worker_id, now + lease_s, now, now, limit),
-        )
-        store._commit()
-    except BaseException:
-        store._rollback()
-        raise
-    return sorted((_delivery(r) for r in rows), key=lambda d: (d.next_attempt_at, d.id))
-
-
-def mark_delivered(
-    store: SqlStore, delivery_id: int, worker_id: str, http_status: int, *, error: str | None = None
-) -> bool:
-    """Record a successful attempt, if ``worker_id`` still holds the claim; False otherwise."""
-    cur = store._exec(
-        "UPDATE webhook_deliveries SET status = 'delivered', attempts = attempts + 1, last_status = ?,"
-        " last_error = ?, delivered_at = ?, locked_by = NULL, locked_until = NULL"
-        " WHERE id = ? AND locked_by = ? AND status = 'pending'",
-        (http_status, error, utcnow(), delivery_id, worker_id),
-    )
-    return int(cur.rowcount) == 1
-
-
-def mark_failed(
-    store: SqlStore,
-    delivery_id: int,
-    worker_id: str,
-    *,
-    http_status: int | None,
-    error: str,
-    next_attempt_at: float | None,
-) -> bool:
-    """Record a failed attempt: due again at ``next_attempt_at``, or dead when it is None.
-
-    Only if ``worker_id`` still holds the claim; False otherwise.
-    """
-    status = "pending" if next_attempt_at is not None else "dead"
-    cur = store._exec(
-        "UPDATE webhook_deliveries SET status = ?, attempts = attempts + 1, last_status = ?, last_error = ?,"
-        " next_attempt_at = coalesce(?, next_attempt_at), locked_by = NULL, locked_until = NULL"
-        " WHERE id = ? AND locked_by = ? AND status = 'pending'",
-        (status, http_status, error[:1000], next_attempt_at, delivery_id, worker_id),
-    )
-    return int(cur.rowcount) == 1
-
-
-def release_claim(store: SqlStore, delivery_id: int, worker_id: str) -> bool:
-    """Give a claimed delivery back unsent (due as before, attempts unchanged)."""
-    cur = store._exec(
-        "UPDATE webhook_deliveries SET locked_by = NULL, locked_until = NULL WHERE id = ? AND locked_by = ?",
-        (delivery_id, worker_id),
-    )
-    return int(cur.rowcount) == 1
-
-
-_REPLAY_SET = (
-    "status = 'pending', attempts = 0, next_attempt_at = ?, locked_by = NULL, locked_until = NULL,"
-    " delivered_at = NULL"
-)
-
-
-def replay_delivery(store: SqlStore, delivery_id: int, *, now: float | None = None) -> Delivery | None:
-    """Make a delivery of any status pending again: attempts 0, due now. None if there is no such id.
-
-    Raises WebhookError when its subscription was deleted (nothing could send it).
-    """
-    found = get_delivery(store, delivery_id)
-    if found is None:
-        return None
-    if get_subscription(store, found.subscription_id) is None:
-        raise WebhookError(
-            f"delivery {delivery_id} belongs to subscription {found.subscription_id}, which was deleted"
-        )
-    store._exec(
-        f"UPDATE webhook_deliveries SET {_REPLAY_SET} WHERE id = ?",
-        (time.time() if now is None else now, delivery_id),
-    )
-    return get_delivery(store, delivery_id)
-
-
-def replay_range(
-    store: SqlStore,
-    *,
-    since: str,
-    until: str,
-    subscription_id: int | None = None,
-    status: str | None = None,
-    now: float | None = None,
-) -> int:
-    """Replay the deliveries created from ``since`` (included) to ``until`` (excluded), ISO dates or
-    date-times (UTC unless they say otherwise), of one subscription and/or status; how many."""
-    lo, hi = iso_bound(since, "since"), iso_bound(until, "until")
-    if lo >= hi:
-        raise WebhookError(f"since ({lo}) must be before until ({hi})")
-    clauses = [
-        "created_at >= ?",
-        "created_at < ?",
-        "subscription_id IN (SELECT id FROM webhook_subscriptions)",
-    ]
-    params: list[Any] = [lo, hi]
-    if subscription_id is not None:
-        clauses.append("subscription_id = ?")
-        params.append(subscription_id)
-    if check_status(status):
-        clauses.append("status = ?")
-        params.append(status)
-    cur = store._exec(
-        f"UPDATE webhook_deliveries SET {_REPLAY_SET} WHERE {' AND '.join(clauses)}",
-        [time.time() if now is None else now, *params],
-    )
-    return int(cur.rowcount)
