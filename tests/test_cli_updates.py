@@ -39,3 +39,20 @@ def test_weekly_history_and_changes(tmp_path: Path) -> None:
     assert older.returncode == 0 and "already loaded" in older.stdout  # same content as load #1
     missing = run("history", "1000000004", db=db, check=False)
     assert one_line_error(missing) == "error: NPI 1000000004 is not in the store"
+
+
+def test_synth_updates_then_apply(tmp_path: Path) -> None:
+    db = tmp_path / "store.db"
+    run("synth", str(tmp_path / "base"), "-n", "600", "--seed", "2", db=db)
+    base = next((tmp_path / "base").glob("*.zip"))
+    made = run(
+        "synth", str(tmp_path / "m"), "--updates-from", str(base), "--weeks", "2", "--weekly-rows", "60", db=db
+    )
+    assert made.stdout.count("_Weekly_V2.zip") == 2 and "month-end full file" in made.stdout
+    run("ingest", str(base), db=db)
+    for weekly in sorted((tmp_path / "m").glob("*_Weekly_V2.zip")):
+        assert "changes:" in run("ingest", str(weekly), db=db).stdout
+    report = next((tmp_path / "m").glob("NPPES_Deactivated_NPI_Report_*.zip"))
+    assert "changes:" in run("ingest", str(report), db=db).stdout
+    clash = run("synth", str(tmp_path / "base"), "--updates-from", str(base), "--weeks", "1", db=db, check=False)
+    assert one_line_error(clash).startswith("error: ")
