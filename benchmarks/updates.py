@@ -61,7 +61,7 @@ def main() -> None:
         " secret TEXT NOT NULL, filters TEXT NOT NULL DEFAULT '{}', description TEXT, active INTEGER NOT NULL"
         " DEFAULT 1, created_at TEXT NOT NULL, updated_at TEXT NOT NULL)"
     )
-    filters = ['{}', '{"states": ["CA", "TX", "NY"]}', '{"types": ["deactivated", "reactivated"]}']
+    filters = ["{}", '{"states": ["CA", "TX", "NY"]}', '{"types": ["deactivated", "reactivated"]}']
     for i in range(args.subscriptions):
         conn.execute(
             "INSERT INTO webhook_subscriptions (url, secret, filters, active, created_at, updated_at)"

@@ -29,6 +29,18 @@ COMMANDS = [
     "plans",
     "plans list",
     "plans set",
+    "history",
+    "changes",
+    "sync",
+    "webhooks",
+    "webhooks create",
+    "webhooks list",
+    "webhooks show",
+    "webhooks update",
+    "webhooks delete",
+    "webhooks deliveries",
+    "webhooks replay",
+    "worker",
 ]
 
 

@@ -58,7 +58,10 @@ def test_history(store: tuple[str, str]) -> None:
             "new": "600 THIRD HOSPITAL DR",
         }
         assert data["versions"][2]["record"]["npi"] == INDIVIDUAL
-        assert c.get("/api/v1/npi/1234567890/history", headers=bearer(key)).json()["error"]["code"] == "invalid_npi"
+        assert (
+            c.get("/api/v1/npi/1234567890/history", headers=bearer(key)).json()["error"]["code"]
+            == "invalid_npi"
+        )
         assert c.get("/api/v1/npi/1000000004/history", headers=bearer(key)).status_code == 404
         assert c.get(f"/api/v1/npi/{INDIVIDUAL}/history").status_code == 401
 

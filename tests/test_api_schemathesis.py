@@ -74,6 +74,7 @@ def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
         key_ids = [k.id for k in db.list_keys()]
     finally:
         db.close()
+    restore_webhooks(url)
     with thread_server(url) as base:
         yield Api(
             base, url, client_key, admin_key, key_ids, schemathesis.openapi.from_url(f"{base}/openapi.json")
@@ -123,11 +124,43 @@ REAL_QUERIES = {
         {"near": "27886", "radius_miles": "50"},
     ],
 }
+
+
 # Path values the handlers act on (the document declares any string), the rest still generated.
+def restore_webhooks(url: str) -> None:
+    """Subscription 1 and its deliveries 1-3 exist (generated cases may delete them)."""
+    from npistack.storage import open_store
+    from tests.webhook_support import add_changes
+
+    store = open_store(url)
+    try:
+        if not store._query("SELECT 1 FROM webhook_subscriptions WHERE id = 1"):
+            store._exec(
+                "INSERT INTO webhook_subscriptions (id, url, secret, filters, description, active, created_at,"
+                " updated_at) VALUES (1, 'https://example.com/hook', 'whsec_0123456789abcdef0123456789abcdef',"
+                " '{}', NULL, 1, '2025-01-01T00:00:00+00:00', '2025-01-01T00:00:00+00:00')"
+            )
+        fresh = not store._query("SELECT 1 FROM webhook_deliveries")
+    finally:
+        store.close()
+    if fresh:
+        add_changes(url, 3)
+
+
 REAL_PATHS = {
+    "GET /admin/v1/webhooks/{webhook_id}": [{"webhook_id": 1}],
+    "PATCH /admin/v1/webhooks/{webhook_id}": [{"webhook_id": 1}],
+    "DELETE /admin/v1/webhooks/{webhook_id}": [{"webhook_id": 1}],
+    "GET /admin/v1/webhooks/{webhook_id}/deliveries": [{"webhook_id": 1}],
+    "POST /admin/v1/webhooks/{webhook_id}/replay": [{"webhook_id": 1}],
+    "GET /admin/v1/webhooks/deliveries/{delivery_id}": [{"delivery_id": 1}],
+    "POST /admin/v1/webhooks/deliveries/{delivery_id}/replay": [{"delivery_id": 1}],
     "POST /admin/v1/keys/{key_id}/{action}": [{"action": a} for a in ("suspend", "resume", "revoke")],
 }
 REAL_BODIES = {
+    "POST /admin/v1/webhooks": [{"url": "https://example.com/h", "filters": {"states": ["CA"]}}],
+    "PATCH /admin/v1/webhooks/{webhook_id}": [{"active": True, "description": "x"}],
+    "POST /admin/v1/webhooks/{webhook_id}/replay": [{"since": "2000-01-01", "until": "2100-01-01"}],
     "POST /api/v1/npi/bulk": [{"npis": [ACTIVE_NPI]}, {"npis": [*REAL_NPIS, "1234567890"]}],
     # The document declares no body for this operation (see the report); sent anyway.
     "PUT /admin/v1/plans/{name}": [
@@ -199,6 +232,7 @@ def run_operation(api: Api, operation: Any, mode: GenerationMode, findings: Find
         who, headers = auth
         if admin:
             restore_accounts(api)
+            restore_webhooks(api.url)
         findings.cases[(label, mode.value)] += 1
         response = None
         try:
@@ -218,7 +252,7 @@ def run_operation(api: Api, operation: Any, mode: GenerationMode, findings: Find
 def test_schemathesis_finds_no_server_error_and_no_schema_violation(api: Api) -> None:
     operations = [result.ok() for result in api.schema.get_all_operations()]
     labels = sorted(op.label for op in operations)
-    assert len(labels) == 13 and "GET /api/" in labels and "PUT /admin/v1/plans/{name}" in labels
+    assert len(labels) == 25 and "GET /api/" in labels and "PUT /admin/v1/plans/{name}" in labels
     findings = Findings()
     for operation in operations:
         for mode in EXAMPLES:

@@ -46,7 +46,15 @@ def test_synth_updates_then_apply(tmp_path: Path) -> None:
     run("synth", str(tmp_path / "base"), "-n", "600", "--seed", "2", db=db)
     base = next((tmp_path / "base").glob("*.zip"))
     made = run(
-        "synth", str(tmp_path / "m"), "--updates-from", str(base), "--weeks", "2", "--weekly-rows", "60", db=db
+        "synth",
+        str(tmp_path / "m"),
+        "--updates-from",
+        str(base),
+        "--weeks",
+        "2",
+        "--weekly-rows",
+        "60",
+        db=db,
     )
     assert made.stdout.count("_Weekly_V2.zip") == 2 and "month-end full file" in made.stdout
     run("ingest", str(base), db=db)
@@ -54,5 +62,7 @@ def test_synth_updates_then_apply(tmp_path: Path) -> None:
         assert "changes:" in run("ingest", str(weekly), db=db).stdout
     report = next((tmp_path / "m").glob("NPPES_Deactivated_NPI_Report_*.zip"))
     assert "changes:" in run("ingest", str(report), db=db).stdout
-    clash = run("synth", str(tmp_path / "base"), "--updates-from", str(base), "--weeks", "1", db=db, check=False)
+    clash = run(
+        "synth", str(tmp_path / "base"), "--updates-from", str(base), "--weeks", "1", db=db, check=False
+    )
     assert one_line_error(clash).startswith("error: ")

@@ -87,7 +87,10 @@ def test_child_sets_are_replaced_as_a_whole(loaded: str, tmp_path: Path) -> None
     old_locs, new_locs = org["secondaryLocations"]
     assert [x["line1"] for x in old_locs] == ["100 FIRST ST", "200 SECOND ST"]
     assert [x["line1"] for x in new_locs] == ["100 FIRST ST STE 5"]
-    assert org["otherOrganizationNames"] == ([{"typeCode": "3", "organizationName": "CAPE FEAR VALLEY HEALTH"}], None)
+    assert org["otherOrganizationNames"] == (
+        [{"typeCode": "3", "organizationName": "CAPE FEAR VALLEY HEALTH"}],
+        None,
+    )
     assert "endpoints" not in org  # the same endpoint set again: no change
     store = open_store(loaded)
     try:
@@ -98,9 +101,13 @@ def test_child_sets_are_replaced_as_a_whole(loaded: str, tmp_path: Path) -> None
         # nothing CMS removed lingers in the index tables either
         assert store.find_by_location(city="Durham", state="NC") == []
         assert ORGANIZATION not in store.find_by_name("Cape Fear Valley")
-        assert store._query(
-            "SELECT count(*) FROM provider_locations WHERE npi = ? AND purpose = 'secondary'", (int(ORGANIZATION),)
-        )[0][0] == 1
+        assert (
+            store._query(
+                "SELECT count(*) FROM provider_locations WHERE npi = ? AND purpose = 'secondary'",
+                (int(ORGANIZATION),),
+            )[0][0]
+            == 1
+        )
     finally:
         store.close()
 
@@ -118,7 +125,10 @@ def test_history_and_diffs_per_kind(loaded: str, tmp_path: Path) -> None:
         assert (v2["changeType"], v2["validFrom"], v2["validTo"]) == ("updated", "2026-11-15", None)
         assert v2["record"]["practiceLocation"]["line1"] == "500 NEW HOSPITAL DR"
         assert v2["release"] == {"date": "2026-11-15", "kind": "weekly", "loadId": v2["release"]["loadId"]}
-        assert diff_fields(v2["changes"])["practiceLocation.line1"] == ("111 HOSPITAL DR", "500 NEW HOSPITAL DR")
+        assert diff_fields(v2["changes"])["practiceLocation.line1"] == (
+            "111 HOSPITAL DR",
+            "500 NEW HOSPITAL DR",
+        )
 
         gone = provider_history(store, TO_DEACTIVATE)
         assert gone is not None
@@ -216,7 +226,9 @@ def test_orphan_child_rows_are_quarantined(loaded: str, tmp_path: Path) -> None:
     from tests.update_support import pl_row
 
     children["pl"].append(pl_row(UNCHANGED.replace("1588667638", "1215930367"), "9 ORPHAN RD"))
-    summary = _apply(loaded, write_bundle(tmp_path / "w1", rows, start="20261109", end="20261115", **children))
+    summary = _apply(
+        loaded, write_bundle(tmp_path / "w1", rows, start="20261109", end="20261115", **children)
+    )
     assert summary.rows_quarantined == 1
     store = open_store(loaded)
     try:
@@ -241,7 +253,9 @@ def test_deactivation_report(loaded: str, tmp_path: Path) -> None:
     )
     summary = _apply(loaded, report)
     assert summary.status == "succeeded", summary.message
-    assert summary.message == "2 deactivated, 1 unchanged; 1 skipped (reactivated on or after the report's date)"
+    assert (
+        summary.message == "2 deactivated, 1 unchanged; 1 skipped (reactivated on or after the report's date)"
+    )
     changes = _changes(loaded)
     assert changes[UNCHANGED].change_type == "deactivated"  # type: ignore[attr-defined]
     assert changes["1000000004"].change_type == "deactivated"  # type: ignore[attr-defined]

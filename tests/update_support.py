@@ -34,7 +34,9 @@ def sample_rows() -> dict[str, list[str]]:
     return {r[0]: r for r in rows}
 
 
-def pl_row(npi: str, line1: str, city: str = "RALEIGH", state: str = "NC", postal: str = "276011234") -> list[str]:
+def pl_row(
+    npi: str, line1: str, city: str = "RALEIGH", state: str = "NC", postal: str = "276011234"
+) -> list[str]:
     return [npi, line1, "", city, state, postal, "US", "9195551234", "", ""]
 
 
@@ -54,7 +56,10 @@ def base_bundle(folder: Path) -> Path:
     return write_bundle(
         folder,
         list(rows.values()),
-        pl=[pl_row(ORGANIZATION, "100 FIRST ST"), pl_row(ORGANIZATION, "200 SECOND ST", "DURHAM", "NC", "27701")],
+        pl=[
+            pl_row(ORGANIZATION, "100 FIRST ST"),
+            pl_row(ORGANIZATION, "200 SECOND ST", "DURHAM", "NC", "27701"),
+        ],
         othername=[other_row(ORGANIZATION, "CAPE FEAR VALLEY HEALTH")],
         endpoint=[endpoint_row(ORGANIZATION, "records@direct.example-hie.org")],
         end="20261108",

@@ -98,9 +98,10 @@ def _print_subscription(sub: Any, counts: dict[str, int] | None = None, *, secre
         out.print("[dim]  store the secret now: `webhooks show` does not print it again[/]")
 
 
-def _not_found(what: str, ident: int) -> typer.Exit:
-    err.print(f"[red]error:[/] no webhook {what} has id {ident}")
-    return typer.Exit(1)
+def _not_found(what: str, ident: int) -> Exception:
+    from npistack.services.webhooks import WebhookError
+
+    return WebhookError(f"no webhook {what} has id {ident}")
 
 
 @webhooks_app.command("create")
@@ -303,6 +304,7 @@ def worker(
     from npistack.worker import DeliveryWorker
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per delivery is ours
     settings = _settings()
     url = database_url or settings.resolved_database_url()
     with DeliveryWorker(url, settings, concurrency=concurrency) as w:
@@ -313,14 +315,20 @@ def worker(
             out.print(f"{total} deliveries attempted")
             return
         stop = threading.Event()
+        previous: dict[int, Any] = {}
+
+        def restore() -> None:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
 
         def on_signal(signum: int, frame: Any) -> None:
-            err.print(f"{signal.Signals(signum).name}: finishing the deliveries in flight, then stopping")
+            name = signal.Signals(signum).name
+            err.print(f"{name}: finishing the deliveries in flight, then stopping (again to stop at once)")
             stop.set()
+            restore()  # a second Ctrl-C interrupts right away
 
-        previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+        previous.update({s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)})
         try:
             w.run(stop, poll_s=poll)
         finally:
-            for s, handler in previous.items():
-                signal.signal(s, handler)
+            restore()

@@ -81,7 +81,7 @@ def provider_history(store: SqlStore, npi: str | int) -> dict[str, Any] | None:
     sp = live[0]
     release = dict(sp.doc.get("release") or {})
     record = expand(StoredProvider(dict(without_release(sp.doc), release=release), sp.extras), nucc)
-    version = {
+    version: dict[str, Any] = {
         "version": 1,
         "changeType": "initial",
         "validFrom": release.get("date"),

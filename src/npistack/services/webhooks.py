@@ -11,8 +11,8 @@ Receivers check the signature and the timestamp (``verify``) and deduplicate by 
 (``X-Npistack-Event-Id``, the body's ``id``): delivery is at least once, and every attempt or replay
 of a change carries the same event id and the same body.
 
-Subscriptions and deliveries are stored by ``npistack.storage.webhooks``; its functions are
-re-exported here for the API, the CLI and the worker.
+Subscriptions and deliveries are stored by ``npistack.storage.webhooks`` and
+``npistack.storage.outbox``; their functions are re-exported here for the API, the CLI and the worker.
 """
 
 from __future__ import annotations
@@ -30,27 +30,29 @@ import orjson
 from npistack import __version__
 from npistack.storage.base import SqlStore
 from npistack.storage.changes import ChangeFilter, FilterError
-from npistack.storage.webhooks import (
+from npistack.storage.outbox import (
     STATUSES,
     Delivery,
-    Subscription,
-    WebhookError,
     check_status,
     claim_due,
-    create_subscription,
-    delete_subscription,
     delivery_counts,
     get_delivery,
-    get_subscription,
-    get_subscriptions,
     list_deliveries,
-    list_subscriptions,
     mark_delivered,
     mark_failed,
-    new_secret,
     release_claim,
     replay_delivery,
     replay_range,
+)
+from npistack.storage.webhooks import (
+    Subscription,
+    WebhookError,
+    create_subscription,
+    delete_subscription,
+    get_subscription,
+    get_subscriptions,
+    list_subscriptions,
+    new_secret,
     update_subscription,
 )
 

@@ -264,6 +264,12 @@ class SqlStore(SearchSql, ABC):
 
     # -- schema --------------------------------------------------------------------------------
     def ensure_schema(self) -> None:
+        # Nothing to create: skip the DDL, whose locks would wait behind a running load's writes
+        # (PostgreSQL's CREATE INDEX IF NOT EXISTS does).
+        if all(
+            self._table_exists(t) for t in ("meta", "providers", "provider_history", "webhook_deliveries")
+        ):
+            return
         self._begin()
         try:
             for stmt in self._app_ddl():

@@ -17,6 +17,7 @@ therefore at least once, and every attempt carries the same event id and body.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import random
@@ -126,13 +127,11 @@ class DeliveryWorker:
         log.info("worker %s stopped", self.worker_id)
 
     def _reopen(self) -> None:
-        try:
+        with contextlib.suppress(Exception):  # the connection may be gone already
             self.store.close()
-        except Exception:  # noqa: BLE001 - the connection may be gone already
-            pass
         try:
             self.store = open_store(self.store_url)
-        except Exception as e:  # noqa: BLE001 - retried on the next round
+        except Exception as e:  # retried on the next round
             log.error("worker %s: cannot reopen the store: %s", self.worker_id, e)
 
     # -- one round ------------------------------------------------------------------------------

@@ -7,7 +7,7 @@ The server's own store is read-only for SQLite, so each request opens a writable
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import orjson
 from fastapi import APIRouter, Path, Query, Request
@@ -178,10 +178,11 @@ def _ok(request: Request, data: Any, status: int = 200, **meta: Any) -> Response
 
 
 def _body(raw: bytes) -> dict[str, Any]:
+    """The JSON object a request carries (an empty body is not one)."""
     try:
-        body = orjson.loads(raw or b"{}")
+        body = orjson.loads(raw)
     except orjson.JSONDecodeError:
-        raise ApiError("invalid_request", "The body must be a JSON object.") from None
+        body = None
     if not isinstance(body, dict):
         raise ApiError("invalid_request", "The body must be a JSON object.")
     return body
@@ -238,8 +239,8 @@ def _sub_or_404(store: SqlStore, sub_id: int) -> wh.Subscription:
     return sub
 
 
-SubId = Path(ge=1, le=MAX_INT, description="The subscription's id")
-DeliveryId = Path(ge=1, le=MAX_INT, description="The delivery's id")
+SubId = Annotated[int, Path(ge=1, le=MAX_INT, description="The subscription's id")]
+DeliveryId = Annotated[int, Path(ge=1, le=MAX_INT, description="The delivery's id")]
 
 # -- deliveries (before /{webhook_id}, so that "deliveries" is never read as an id) ---------------
 
@@ -250,7 +251,7 @@ DeliveryId = Path(ge=1, le=MAX_INT, description="The delivery's id")
     response_model=None,
     responses=_responses(DeliveryResponse, 200, 404),
 )
-async def get_delivery(request: Request, delivery_id: int = DeliveryId) -> Response:
+async def get_delivery(request: Request, delivery_id: DeliveryId) -> Response:
     st = app_state(request.app)
     require_admin(st, request)
     d = await _with_store(st, lambda s: wh.get_delivery(s, delivery_id))
@@ -265,7 +266,7 @@ async def get_delivery(request: Request, delivery_id: int = DeliveryId) -> Respo
     response_model=None,
     responses=_responses(DeliveryResponse, 200, 404),
 )
-async def replay_delivery(request: Request, delivery_id: int = DeliveryId) -> Response:
+async def replay_delivery(request: Request, delivery_id: DeliveryId) -> Response:
     st = app_state(request.app)
     require_admin(st, request)
     d = await _with_store(st, lambda s: wh.replay_delivery(s, delivery_id))
@@ -332,7 +333,7 @@ async def list_webhooks(request: Request) -> Response:
     response_model=None,
     responses=_responses(WebhookResponse, 200, 404),
 )
-async def get_webhook(request: Request, webhook_id: int = SubId) -> Response:
+async def get_webhook(request: Request, webhook_id: SubId) -> Response:
     st = app_state(request.app)
     require_admin(st, request)
     return _ok(request, await _with_store(st, lambda s: _sub_out(s, _sub_or_404(s, webhook_id))))
@@ -345,7 +346,7 @@ async def get_webhook(request: Request, webhook_id: int = SubId) -> Response:
     responses=_responses(WebhookResponse, 200, 404),
     openapi_extra=_body_doc(WebhookUpdate),
 )
-async def update_webhook(request: Request, webhook_id: int = SubId) -> Response:
+async def update_webhook(request: Request, webhook_id: SubId) -> Response:
     st = app_state(request.app)
     require_admin(st, request)
     body = _body(await request.body())
@@ -374,7 +375,7 @@ async def update_webhook(request: Request, webhook_id: int = SubId) -> Response:
     response_model=None,
     responses=_responses(DeletedResponse, 200, 404),
 )
-async def delete_webhook(request: Request, webhook_id: int = SubId) -> Response:
+async def delete_webhook(request: Request, webhook_id: SubId) -> Response:
     st = app_state(request.app)
     require_admin(st, request)
     cancelled = await _with_store(st, lambda s: wh.delete_subscription(s, webhook_id))
@@ -391,7 +392,7 @@ async def delete_webhook(request: Request, webhook_id: int = SubId) -> Response:
 )
 async def list_webhook_deliveries(
     request: Request,
-    webhook_id: int = SubId,
+    webhook_id: SubId,
     status: str | None = Query(None, description="pending, delivered, dead or cancelled"),
     limit: int = Query(50, ge=1, le=1000, description="At most this many"),
     after: int = Query(0, ge=0, le=MAX_INT, description="Only deliveries with a greater id (`meta.next`)"),
@@ -417,7 +418,7 @@ async def list_webhook_deliveries(
     responses=_responses(ReplayedResponse, 200, 404),
     openapi_extra=_body_doc(ReplayRange),
 )
-async def replay_range(request: Request, webhook_id: int = SubId) -> Response:
+async def replay_range(request: Request, webhook_id: SubId) -> Response:
     st = app_state(request.app)
     require_admin(st, request)
     body = _body(await request.body())
