@@ -133,6 +133,27 @@ def _transform(
     return out
 
 
+def _already_applied(
+    store: SqlStore, kind: str, what: str, source: str, release: str | None, checksum: str, t_start: float
+) -> LoadSummary | None:
+    """A no-op summary (recorded as an unchanged load) when the same content was applied before."""
+    same = store.find_load(checksum, kind)
+    if same is None:
+        return None
+    load_id = store.record_unchanged(
+        source=source, kind=kind, release_date=release, checksum=checksum, same_as=same.id
+    )
+    return LoadSummary(
+        load_id,
+        "unchanged",
+        source,
+        release,
+        checksum,
+        seconds=time.perf_counter() - t_start,
+        message=f"already applied: same {what} as load #{same.id}; nothing changed",
+    )
+
+
 def apply_weekly(
     bundle: Bundle,
     store: SqlStore,
@@ -150,20 +171,9 @@ def apply_weekly(
     release = bundle.release_date.isoformat() if bundle.release_date else None
     if release is None:
         raise LoadError(f"{source}: cannot tell the week of this bundle (no date range in its file names)")
-    same = store.find_load(bundle.checksum, "weekly")
-    if same is not None:
-        load_id = store.record_unchanged(
-            source=source, kind="weekly", release_date=release, checksum=bundle.checksum, same_as=same.id
-        )
-        return LoadSummary(
-            load_id,
-            "unchanged",
-            source,
-            release,
-            bundle.checksum,
-            seconds=time.perf_counter() - t_start,
-            message=f"already applied: same bundle as load #{same.id}; nothing changed",
-        )
+    done = _already_applied(store, "weekly", "bundle", source, release, bundle.checksum, t_start)
+    if done is not None:
+        return done
     if store.current_load() is None:
         raise LoadError(f"{source}: this is a weekly update; load a monthly full file first")
     current = store.data_release()
@@ -292,24 +302,9 @@ def apply_deactivations(path: Path, store: SqlStore, *, progress: ProgressFn | N
     report = open_report(path)
     source = str(report.source)
     release = report.release_date.isoformat() if report.release_date else None
-    same = store.find_load(report.checksum, "deactivation")
-    if same is not None:
-        load_id = store.record_unchanged(
-            source=source,
-            kind="deactivation",
-            release_date=release,
-            checksum=report.checksum,
-            same_as=same.id,
-        )
-        return LoadSummary(
-            load_id,
-            "unchanged",
-            source,
-            release,
-            report.checksum,
-            seconds=time.perf_counter() - t_start,
-            message=f"already applied: same report as load #{same.id}; nothing changed",
-        )
+    done = _already_applied(store, "deactivation", "report", source, release, report.checksum, t_start)
+    if done is not None:
+        return done
     if store.current_load() is None:
         raise LoadError(f"{source}: this is a deactivation report; load a monthly full file first")
     last = store.get_meta("deactivation_release")

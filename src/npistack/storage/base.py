@@ -309,21 +309,9 @@ class SqlStore(SearchSql, ABC):
         self, *, source: str, kind: str, release_date: str | None, checksum: str, files: list[dict[str, Any]]
     ) -> int:
         """Record a new load, clear debris of interrupted ones, and create empty staging tables."""
-        for rec in self.loads(status="running"):
-            owner = (rec.timings or {}).get("owner", "")
-            if self._other_load_alive(str(owner)):
-                raise LoadError(f"another load (#{rec.id}, {owner}) is running on this store; wait for it")
-            self._exec(
-                "UPDATE loads SET status = 'failed', finished_at = ?, message = ? WHERE id = ?",
-                (utcnow(), "interrupted (the loading process stopped before finishing)", rec.id),
-            )
-        owner = f"{socket.gethostname()}:{os.getpid()}"
-        load_id = self._insert_returning_id(
-            "INSERT INTO loads (kind, status, source, release_date, checksum, started_at, files, timings,"
-            " rows_read, rows_loaded, rows_quarantined, is_current) VALUES (?, 'running', ?, ?, ?, ?, ?, ?, 0, 0, 0, 0)",
-            (kind, source, release_date, checksum, utcnow(), json.dumps(files), json.dumps({"owner": owner})),
+        load_id = self._start_load(
+            source=source, kind=kind, release_date=release_date, checksum=checksum, files=files
         )
-        self._acquire_load_lock(load_id)
         self._begin()
         try:
             for table in DATA_TABLES:
@@ -342,8 +330,17 @@ class SqlStore(SearchSql, ABC):
         """Record an incremental load (weekly bundle, deactivation report) and take the load lock.
 
         Its changes are then written by the caller in one transaction that ends with
-        ``mark_applied``; a failure before that leaves the data as it was (``fail_load``).
+        ``mark_applied``; a failure before that leaves the data as it was (``fail_apply``).
         """
+        return self._start_load(
+            source=source, kind=kind, release_date=release_date, checksum=checksum, files=files
+        )
+
+    def _start_load(
+        self, *, source: str, kind: str, release_date: str | None, checksum: str, files: list[dict[str, Any]]
+    ) -> int:
+        """Mark loads whose process died as failed (refuse if one is alive), record this one as
+        running and take the load lock."""
         for rec in self.loads(status="running"):
             owner = (rec.timings or {}).get("owner", "")
             if self._other_load_alive(str(owner)):
