@@ -60,12 +60,18 @@ def _nicknamer():  # type: ignore[no-untyped-def]
     return NickNamer()
 
 
-def name_variants(first: str) -> set[str]:
+@lru_cache(maxsize=65536)
+def _variants(first: str) -> frozenset[str]:
     """A first name's nicknames and the names it is a nickname of (upper-case keys), itself included."""
     key = name_key(first)
     if not key:
-        return set()
+        return frozenset()
     nn = _nicknamer()
     low = key.lower()
     found = nn.nicknames_of(low) | nn.canonicals_of(low)
-    return {key} | {name_key(n) for n in found}
+    return frozenset({key} | {name_key(n) for n in found})
+
+
+def name_variants(first: str) -> set[str]:
+    """A first name's nicknames and the names it is a nickname of (upper-case keys), itself included."""
+    return set(_variants(first))

@@ -1,0 +1,422 @@
+"""Record matching: tie CRM and spreadsheet rows to NPIs, with a calibrated confidence.
+
+For each record, candidates come from its identity paths, strongest first:
+
+1. **NPI**: valid (check digit), in the registry; the rest of the record is still compared, so an
+   NPI that belongs to someone else does not match silently.
+2. **License number + state**, against the licenses of every NPPES taxonomy slot, compared
+   without punctuation, spaces, leading zeros or a state prefix ("CA-A012345" = "A12345" in CA).
+3. **Name**: individuals by last name key with the first name or any of its nicknames (also first
+   and last swapped, hyphenated parts, and former/other names, which the name index holds);
+   organizations by legal name, other names (DBA, former) and parent, without legal form words.
+   When that finds no one whose name agrees, typos are tried: last names within one or two edits
+   (from the registry's vocabulary of names), any first name with the last name (then compared
+   with typos), and people with the first name (or organizations with the first word) at the
+   record's ZIP or city.
+
+Every candidate is scored field by field (``services.match_score``: Fellegi-Sunter weights from
+registry name frequencies). The confidence of candidate *c* is the posterior probability that the
+record is *c*, against every other candidate and against "someone not in the registry":
+``exp(S_c) / (K + sum_j exp(S_j))`` with ``K = N (1 - p) / p``, where *N* is the number of
+providers of the record's kind and *p* the prior that the record's provider is in the registry
+(0.9; 0.99 when the record carries an NPI the registry has). ``CALIBRATION`` then maps that
+probability through a logistic curve fitted on the evaluation (``services.match_eval``).
+
+Outcome: **matched** when the best confidence reaches the threshold (0.9 by default), **ambiguous**
+when candidates remain likely but none is sure (best >= 0.2 or together >= 0.5), else
+**no_match**. A deactivated NPI is matched as such: ``provider_status`` says "deactivated" with its
+date, compared on its last record before deactivation when the store's history has one.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from rapidfuzz import process
+from rapidfuzz.distance import OSA
+
+from npistack.ingest.transform import license_key
+from npistack.normalize.names import name_variants
+from npistack.nppes.npi import npi_problem
+from npistack.services.match_input import (
+    FIELDS,
+    MatchInput,
+    MatchInputError,
+    Parsed,
+    PersonName,
+    license_forms,
+    org_key,
+    parse,
+)
+from npistack.services.match_score import SWAPPED, Facts, Frequencies, Score, _name_weight, facts_of, score, w
+from npistack.storage import match as q_
+from npistack.storage.base import SqlStore, StoredProvider
+from npistack.storage.changes import versions_of
+
+__all__ = ["FIELDS", "Candidate", "MatchInput", "MatchInputError", "MatchResult", "Matcher", "match_records"]
+
+THRESHOLD = 0.9
+PRIOR = 0.9  # the share of records whose provider is in the registry
+PRIOR_WITH_NPI = 0.99  # ... when the record holds an NPI the registry has
+AMBIGUOUS_BEST = 0.2
+AMBIGUOUS_SUM = 0.5
+CANDIDATES_SHOWN = 5
+PRESCORED_MAX = 80  # candidates ranked by name, place and specialty from the indexes
+SCORED_MAX = 12  # candidates read whole and scored on every field
+STRONG_NAME = 6.0  # a name weight above this needs no typo search
+# Logistic recalibration of the posterior: conf = sigmoid(A * logit(p) + B), fitted by
+# ``npistack match-eval --fit`` on a synthetic store (docs/matching.md).
+CALIBRATION = (1.2174, 1.4651)
+
+
+@dataclass
+class Candidate:
+    npi: str
+    confidence: float
+    name: str
+    status: str
+    city: str
+    state: str
+    evidence: dict[str, list[str]]
+
+
+@dataclass
+class MatchResult:
+    match_status: str  # "matched" | "ambiguous" | "no_match"
+    match_confidence: float
+    npi: str | None
+    provider_status: str | None
+    deactivation_date: str | None
+    candidates: list[Candidate] = field(default_factory=list)
+    evidence: dict[str, list[str]] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class _Lru(OrderedDict[Any, Any]):
+    def __init__(self, size: int) -> None:
+        super().__init__()
+        self.size = size
+
+    def get_or(self, key: Any, make: Callable[[], Any]) -> Any:
+        if key in self:
+            self.move_to_end(key)
+            return self[key]
+        value = self[key] = make()
+        if len(self) > self.size:
+            self.popitem(last=False)
+        return value
+
+
+def _sigmoid(x: float) -> float:
+    return 1.0 / (1.0 + math.exp(-x)) if x > -700 else 0.0
+
+
+def calibrate(p: float) -> float:
+    a, b = CALIBRATION
+    if p <= 0.0:
+        return 0.0
+    if p >= 1.0:
+        return 1.0
+    return _sigmoid(a * math.log(p / (1.0 - p)) + b)
+
+
+class Matcher:
+    """Matches records against one store (reads only). Not thread-safe: one per thread."""
+
+    def __init__(self, store: SqlStore, *, threshold: float = THRESHOLD) -> None:
+        if not 0.0 < threshold <= 1.0:
+            raise ValueError("threshold must be in (0, 1]")
+        self.store = store
+        self.threshold = threshold
+        totals = q_.entity_counts(store)
+        self._counts: _Lru = _Lru(200_000)
+        self.freq = Frequencies(self._last_count, self._first_count, totals)
+        self._facts: _Lru = _Lru(50_000)
+        self._vocab: dict[int, dict[tuple[str, int], list[str]]] = {}
+        self._pairs: _Lru = _Lru(200_000)
+
+    # -- frequencies, vocabulary, facts ---------------------------------------------------------
+    def _last_count(self, key: str) -> int:
+        return int(self._counts.get_or(("l", key), lambda: q_.key_count(self.store, 1, key)))
+
+    def _first_count(self, key: str) -> int:
+        return int(self._counts.get_or(("f", key), lambda: q_.first_key_count(self.store, key)))
+
+    def _fuzzy_keys(self, klass: int, key: str) -> list[str]:
+        """Name keys within one (short names) or two edits of ``key``, same first letter."""
+        if len(key) < 4:
+            return []
+        vocab = self._vocab.get(klass)
+        if vocab is None:
+            vocab = {}
+            for k in q_.name_vocabulary(self.store, klass):
+                if k:
+                    vocab.setdefault((k[0], len(k)), []).append(k)
+            self._vocab[klass] = vocab
+        edits = 1 if len(key) <= 5 else 2
+        pool = [k for n in range(len(key) - edits, len(key) + edits + 1) for k in vocab.get((key[0], n), ())]
+        found = process.extract(key, pool, scorer=OSA.distance, score_cutoff=edits, limit=10)
+        return [k for k, d, _ in sorted(found, key=lambda x: x[1]) if k != key]
+
+    def _load(self, npis: Sequence[int]) -> dict[int, Facts]:
+        out: dict[int, Facts] = {}
+        missing = []
+        for n in npis:
+            if n in self._facts:
+                out[n] = self._facts[n]
+            else:
+                missing.append(n)
+        if missing:
+            for sp in self.store.get_stored(missing):
+                f = facts_of(sp, license_key)
+                self._facts[f.npi] = f
+                if len(self._facts) > self._facts.size:
+                    self._facts.popitem(last=False)
+                out[f.npi] = f
+        return out
+
+    def _before_deactivation(self, f: Facts) -> Facts:
+        """A deactivated stub's facts, with names and addresses from its last full version."""
+        for v in reversed(versions_of(self.store, f.npi)):
+            doc = (v.content or {}).get("doc") or {}
+            if doc.get("entityType"):
+                extras = [(str(k), d) for k, d in (v.content or {}).get("extras") or []]
+                old = facts_of(StoredProvider({**doc, "npi": f"{f.npi:010d}"}, extras), license_key)
+                old.status, old.deactivation_date = f.status, f.deactivation_date
+                return old
+        return f
+
+    # -- candidates -----------------------------------------------------------------------------
+    def _person_rows(self, p: PersonName, q: Parsed) -> list[tuple[int, str, str]]:
+        keys = [p.last] if p.last else []
+        if p.last and " " in p.last:
+            keys += [t for t in p.last.split() if len(t) > 1]
+        if not keys:
+            return []
+        if not p.first:
+            return q_.names_by_key(self.store, 1, keys, None)
+        if len(p.first) == 1:
+            return [r for r in q_.names_by_key(self.store, 1, keys, None) if r[2][:1] == p.first]
+        firsts = sorted(name_variants(p.first) | {p.first})
+        return q_.names_by_key(self.store, 1, keys, firsts)
+
+    def _pair_weight(self, q: Parsed, last: str, first: str) -> float:
+        """The name weight of a (name key, first key) pair for the record (cached)."""
+        key = (q.org_key, q.person.last, q.person.first, last, first)
+        hit = self._pairs.get(key)
+        if hit is not None:
+            return float(hit)
+        if q.entity_type == 2:
+            value = 10.0 if org_key(last) == q.org_key else 0.0
+        else:
+            cand = PersonName(last, first)
+            value = max(
+                _name_weight(PersonName(q.person.last, q.person.first), cand, "legal", self.freq)[0],
+                _name_weight(PersonName(q.person.first, q.person.last), cand, "legal", self.freq)[0]
+                + SWAPPED,
+            )
+        self._pairs.get_or(key, lambda: value)
+        return value
+
+    def _name_prescore(self, q: Parsed, rows: list[tuple[int, str, str]]) -> dict[int, float]:
+        best: dict[int, float] = {}
+        for npi, last, first in rows:
+            value = self._pair_weight(q, last, first)
+            if value > best.get(npi, -math.inf):
+                best[npi] = value
+        return best
+
+    def _shortlist(self, q: Parsed, pre: dict[int, float]) -> list[int]:
+        """The candidates worth reading whole: best by name, then by where they practice and
+        their specialty (read from the indexes, not the documents)."""
+        ranked = sorted(pre, key=lambda n: -pre[n])[:PRESCORED_MAX]
+        if len(ranked) <= SCORED_MAX:
+            return ranked
+        extra = dict.fromkeys(ranked, 0.0)
+        if q.state or q.zip5 or q.city_key:
+            levels: dict[int, float] = {}
+            for npi, st, city, zip5 in q_.places_of(self.store, ranked):
+                lvl = (
+                    3.0
+                    if q.zip5 and zip5 == q.zip5
+                    else 2.0
+                    if q.city_key and city == q.city_key and st == q.state
+                    else 1.0
+                    if st == q.state
+                    else 0.0
+                )
+                levels[npi] = max(levels.get(npi, 0.0), lvl)
+            for npi, lvl in levels.items():
+                extra[npi] += 3.0 * lvl
+        if q.codes:
+            for npi in {npi for npi, code in q_.codes_of(self.store, ranked) if code in q.codes}:
+                extra[npi] += 3.0
+        return sorted(ranked, key=lambda n: -(pre[n] + extra[n]))[:SCORED_MAX]
+
+    def _name_candidates(self, q: Parsed, notes: list[str]) -> dict[int, float]:
+        found: dict[int, float] = {}
+
+        def add(rows: list[tuple[int, str, str]]) -> None:
+            for npi, v in self._name_prescore(q, rows).items():
+                if v > found.get(npi, -math.inf):
+                    found[npi] = v
+
+        if q.entity_type == 1:
+            p = q.person
+            add(self._person_rows(p, q))
+            if p.first and p.last:
+                add(self._person_rows(PersonName(p.first, p.last, p.middle), q))  # swapped
+            if max(found.values(), default=-math.inf) <= STRONG_NAME and p.last:
+                typo_keys = self._fuzzy_keys(1, p.last)
+                if typo_keys:
+                    firsts = sorted(name_variants(p.first) | {p.first}) if len(p.first) > 1 else None
+                    add(q_.names_by_key(self.store, 1, typo_keys, firsts))
+                if p.first:
+                    add(q_.names_by_key(self.store, 1, [p.last], None))  # first name mistyped
+                if p.first and len(p.first) > 1 and (q.zip5 or q.city_key):
+                    add(
+                        q_.names_in_area(
+                            self.store,
+                            1,
+                            first_keys=sorted(name_variants(p.first) | {p.first}),
+                            zip5=q.zip5,
+                            city_key=q.city_key,
+                            state=q.state,
+                        )
+                    )
+        elif q.entity_type == 2 and q.org_key:
+            add(q_.names_by_prefix(self.store, 2, q.org_key))
+            add(q_.names_by_prefix(self.store, 2, "THE " + q.org_key))
+            if max(found.values(), default=-math.inf) <= STRONG_NAME:
+                first_word = q.org_key.split()[0]
+                if q.zip5 or q.city_key:
+                    add(
+                        q_.names_in_area(
+                            self.store,
+                            2,
+                            key_prefix=first_word,
+                            zip5=q.zip5,
+                            city_key=q.city_key,
+                            state=q.state,
+                        )
+                    )
+                for k in self._fuzzy_keys(2, q.org_key)[:5]:
+                    add(q_.names_by_prefix(self.store, 2, k, limit=200))
+        return found
+
+    # -- matching -------------------------------------------------------------------------------
+    def match(self, records: Sequence[MatchInput]) -> list[MatchResult]:
+        """Match each record (same order)."""
+        return [self.match_one(r) for r in records]
+
+    def match_one(self, raw: MatchInput) -> MatchResult:
+        q = parse(raw)
+        notes: list[str] = []
+        if raw.is_empty() or not (q.npi or q.license or q.has_name()):
+            return MatchResult(
+                "no_match",
+                0.0,
+                None,
+                None,
+                None,
+                notes=["nothing to match on: give an NPI, a license or a name"],
+            )
+        pool: dict[int, Facts] = {}
+        prior = PRIOR
+        npi_weight = 0.0
+        n_all = self.freq.n_people + self.freq.n_orgs
+        if q.npi:
+            problem = npi_problem(q.npi)
+            if problem:
+                notes.append(f"npi: {problem}; matched on the other fields")
+                q.npi = ""
+            else:
+                got = self._load([int(q.npi)])
+                if not got:
+                    notes.append(f"npi: {q.npi} is not in the registry; matched on the other fields")
+                    q.npi = ""
+                else:
+                    f = got[int(q.npi)]
+                    if f.entity_type is None:
+                        f = self._before_deactivation(f)
+                    pool[f.npi] = f
+                    prior = PRIOR_WITH_NPI
+                    npi_weight = w(0.95, 1.0 / n_all)
+        if q.license:
+            rows = [
+                r
+                for k in license_forms(q.license)
+                for r in q_.npis_by_license(self.store, k, q.license_state)
+            ]
+            if not rows and q.license_state:
+                rows = [r for k in license_forms(q.license) for r in q_.npis_by_license(self.store, k, "")]
+            pool.update(self._load([n for n, _ in rows]))
+        org_same = 1
+        if q.has_name():
+            pre = self._name_candidates(q, notes)
+            if q.entity_type == 2:
+                org_same = max(1, sum(1 for v in pre.values() if v >= 10.0))
+            ranked = self._shortlist(q, pre)
+            pool.update(self._load([n for n in ranked if n not in pool]))
+        if not pool:
+            return MatchResult("no_match", 0.0, None, None, None, notes=notes)
+        n = {1: self.freq.n_people, 2: self.freq.n_orgs}.get(q.entity_type or 0, n_all)
+        scored: list[tuple[Score, Facts]] = [
+            (score(q, f, self.freq, npi_weight=npi_weight, org_same_key=org_same), f) for f in pool.values()
+        ]
+        return self._outcome(scored, n * (1.0 - prior) / prior, notes)
+
+    def _outcome(self, scored: list[tuple[Score, Facts]], k_none: float, notes: list[str]) -> MatchResult:
+        top = max(s.total for s, _ in scored)
+        log_den = top + math.log(
+            math.exp(math.log(k_none) - top) + sum(math.exp(s.total - top) for s, _ in scored)
+        )
+        ranked = sorted(scored, key=lambda sf: (-sf[0].total, sf[1].npi))
+        cands = [
+            Candidate(
+                npi=f"{f.npi:010d}",
+                confidence=round(calibrate(math.exp(s.total - log_den)), 4),
+                name=f.display,
+                status=f.status,
+                city=f.city,
+                state=f.state,
+                evidence={"agreed": s.agreed, "disagreed": s.disagreed},
+            )
+            for s, f in ranked[:CANDIDATES_SHOWN]
+        ]
+        best_s, best_f = ranked[0]
+        conf = cands[0].confidence
+        total = sum(c.confidence for c in cands)
+        evidence = {"agreed": best_s.agreed, "disagreed": best_s.disagreed}
+        if conf >= self.threshold:
+            if best_f.status == "deactivated":
+                notes.append(
+                    f"npi: {best_f.npi:010d} was deactivated on {best_f.deactivation_date or 'an unknown date'}"
+                )
+            return MatchResult(
+                "matched",
+                conf,
+                f"{best_f.npi:010d}",
+                best_f.status,
+                best_f.deactivation_date,
+                cands,
+                evidence,
+                notes,
+            )
+        if conf >= AMBIGUOUS_BEST or total >= AMBIGUOUS_SUM:
+            return MatchResult("ambiguous", conf, None, None, None, cands, evidence, notes)
+        return MatchResult("no_match", conf, None, None, None, cands, evidence, notes)
+
+
+def match_records(
+    store: SqlStore, records: Sequence[MatchInput], *, threshold: float = THRESHOLD
+) -> list[MatchResult]:
+    """Match records against a store (one :class:`Matcher` for the batch)."""
+    return Matcher(store, threshold=threshold).match(records)
