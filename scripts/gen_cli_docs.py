@@ -41,6 +41,8 @@ COMMANDS = [
     "webhooks deliveries",
     "webhooks replay",
     "worker",
+    "match",
+    "match-eval",
 ]
 
 

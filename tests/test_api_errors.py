@@ -62,6 +62,7 @@ BAD_QUERY = ["<>", "", HUGE, "-1"]
 BAD_HEADER = {"enrichment": "<>"}
 BODIES: dict[tuple[str, str], dict[str, Any] | None] = {
     ("POST", "/api/v1/npi/bulk"): {"npis": [ACTIVE_NPI]},
+    ("POST", "/api/v1/match"): {"records": [{"npi": ACTIVE_NPI, "last_name": "DUBOSE"}]},
     ("POST", "/admin/v1/keys"): {"name": "walk", "plan": "free"},
     ("PUT", "/admin/v1/plans/{name}"): {"monthlyCredits": 10, "requestsPerMinute": 5, "enrichment": False},
     ("POST", "/admin/v1/keys/{key_id}/{action}"): None,  # reads no body
@@ -74,6 +75,7 @@ BAD_BODIES = [b"{", b"", b"[]", b"null", b'"npis"', b"\xff\xfe", b'{"npis": [', 
 KNOWN = {
     ("GET", "/api/v1/npi/{npi}"),
     ("POST", "/api/v1/npi/bulk"),
+    ("POST", "/api/v1/match"),
     ("GET", "/api/v1/providers/search"),
     ("GET", "/admin/v1/keys"),
     ("POST", "/admin/v1/keys"),
@@ -502,3 +504,25 @@ def test_a_failing_store_is_internal_error_without_traceback(
     assert r.json()["error"] == {"code": "internal_error", "message": CONTRACT["internal_error"][1]}
     assert "Traceback" not in r.text and "secret" not in r.text and "RuntimeError" not in r.text
     assert r.headers.get("x-request-id") == r.json()["meta"]["requestId"], "X-Request-Id on a 500"
+
+
+@pytest.mark.parametrize(
+    "body",
+    BAD_BODIES
+    + [
+        b'{"records": []}',
+        b'{"records": [[]]}',
+        b'{"records": [{"surname": "x"}]}',
+        b'{"records": [{"npi": ["1"]}]}',
+        b'{"records": [{"npi": "1114920162"}], "threshold": 0}',
+        b'{"records": [{"npi": "1114920162"}], "extra": 1}',
+        b'{"records": [' + b",".join([b'{"npi": "1114920162"}'] * 1001) + b"]}",
+    ],
+)
+def test_malformed_match_bodies_are_400_invalid_match_request(
+    api: TestClient, keys: dict[str, str], body: bytes
+) -> None:
+    for headers in ({}, bearer(keys["client"])):  # the body is checked before the key
+        r = api.post("/api/v1/match", headers={**headers, "Content-Type": "application/json"}, content=body)
+        assert_error(r, 400, "invalid_match_request")
+        assert "x-quota-remaining" not in r.headers

@@ -252,7 +252,7 @@ def run_operation(api: Api, operation: Any, mode: GenerationMode, findings: Find
 def test_schemathesis_finds_no_server_error_and_no_schema_violation(api: Api) -> None:
     operations = [result.ok() for result in api.schema.get_all_operations()]
     labels = sorted(op.label for op in operations)
-    assert len(labels) == 25 and "GET /api/" in labels and "PUT /admin/v1/plans/{name}" in labels
+    assert len(labels) == 26 and "GET /api/" in labels and "PUT /admin/v1/plans/{name}" in labels
     findings = Findings()
     for operation in operations:
         for mode in EXAMPLES:

@@ -145,10 +145,11 @@ def create_app(
     app.add_exception_handler(RequestValidationError, errors.validation_error_handler)
     app.add_exception_handler(Exception, errors.unhandled_error_handler)
 
-    from npistack.api.routes import admin, changes, cms, ops, v1, webhooks
+    from npistack.api.routes import admin, changes, cms, match, ops, v1, webhooks
 
     app.include_router(v1.router)
     app.include_router(changes.router)
+    app.include_router(match.router)
     app.include_router(cms.router)
     app.include_router(admin.router)
     app.include_router(webhooks.router)

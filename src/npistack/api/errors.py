@@ -37,6 +37,7 @@ CONTRACT: dict[str, tuple[int, str]] = {
     "invalid_request": (400, "The request is not valid."),
     "invalid_changes_request": (400, "The change feed request is not valid."),
     "invalid_webhook": (400, "The webhook subscription is not valid."),
+    "invalid_match_request": (400, "The match request is not valid."),
     "webhook_not_found": (404, "No webhook subscription has that id."),
     "delivery_not_found": (404, "No webhook delivery has that id."),
     "not_found": (404, "No such endpoint."),
