@@ -6,7 +6,6 @@ else. SQLite and PostgreSQL."""
 from __future__ import annotations
 
 from datetime import date
-from pathlib import Path
 
 import orjson
 import pytest
