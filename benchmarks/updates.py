@@ -55,6 +55,8 @@ def main() -> None:
         if src.exists():
             shutil.copyfile(src, str(db) + suffix)
     print(f"store copied in {time.perf_counter() - t0:.1f} s")
+    for problem in _index_drift(db):
+        print(f"WARNING: {problem}; the store was loaded by an older version (reload it to measure this one)")
     conn = sqlite3.connect(db)
     conn.executescript(
         "CREATE TABLE IF NOT EXISTS webhook_subscriptions (id INTEGER PRIMARY KEY AUTOINCREMENT, url TEXT NOT NULL,"
@@ -121,6 +123,36 @@ def main() -> None:
     print(f"apply {week.rows:,}-row weekly to the store: {wall:.2f} s wall (bar {BAR_S:.0f} s) {verdict}")
     if args.workdir is None:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def _index_drift(db: Path) -> list[str]:
+    """The data indexes of the store that differ from this version's (``DATA_INDEXES``): what a weekly
+    update costs depends on them (every dirtied index page is written twice)."""
+    import re
+
+    from npistack.storage.base import DATA_INDEXES
+
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        have = {
+            re.sub(r"^ix\d+_", "", name): " ".join(sql.split())
+            for name, sql in conn.execute(
+                "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL"
+            )
+            if re.match(r"ix\d+_", name)
+        }
+        merged = conn.execute("SELECT 1 FROM provider_locations WHERE purpose = 'both' LIMIT 1").fetchone()
+    finally:
+        conn.close()
+    out = []
+    for ix in DATA_INDEXES:
+        sql = have.get(ix.name)
+        want = f"({ix.columns})" + (f" WHERE {ix.where}" if ix.where else "")
+        if sql is None or not sql.endswith(want):
+            out.append(f"index {ix.name} is {sql or 'missing'!r}, expected ...{want}")
+    if not merged:
+        out.append("no location row holds both a practice and the mailing address (purpose 'both')")
+    return out
 
 
 if __name__ == "__main__":

@@ -81,6 +81,25 @@ def test_weekly_decides_each_kind_of_change(loaded: str, tmp_path: Path) -> None
     assert changes[INDIVIDUAL].fields == [c["field"] for c in changes[INDIVIDUAL].diff]  # type: ignore[attr-defined]
 
 
+def test_weekly_transformed_by_worker_processes(
+    loaded: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A large bundle is transformed by worker processes while this process reads the stored
+    records of each block's NPIs: the same changes and the same data as in one process."""
+    from npistack.ingest import apply
+
+    inline = f"sqlite:///{tmp_path / 'inline.db'}"
+    _apply(inline, base_bundle(tmp_path / "b2"))
+    expected = _apply(inline, week_one(tmp_path / "w1"))
+    monkeypatch.setattr(apply, "INLINE_BELOW_BYTES", 0)
+    summary = _apply(loaded, week_one(tmp_path / "w1"), workers=2)
+    assert summary.message == expected.message
+    assert store_content(loaded) == store_content(inline)
+    got, want = _changes(loaded), _changes(inline)
+    assert list(got) == list(want)
+    assert [(c.change_type, c.diff) for c in got.values()] == [(c.change_type, c.diff) for c in want.values()]  # type: ignore[attr-defined]
+
+
 def test_child_sets_are_replaced_as_a_whole(loaded: str, tmp_path: Path) -> None:
     _apply(loaded, week_one(tmp_path / "w1"))
     org = diff_fields(_changes(loaded)[ORGANIZATION].diff)  # type: ignore[attr-defined]

@@ -21,13 +21,24 @@ report older than the last one applied is refused.
 **Atomicity.** An incremental load writes its data, the provider versions, the change feed and the
 webhook outbox in one transaction: a failure or a kill leaves the store as it was, and the
 interrupted load is recorded as failed by the next run.
+
+**Speed** (docs/benchmarks.md). A weekly bundle's cost is CPU on both cores, then SQLite's writes.
+While worker processes transform the rows and compare each new document with the stored one, this
+process reads what the store holds for each block and completes the decisions (``_Gather``); then
+the changed providers are written table by table in NPI order, with their versions, changes and
+webhook deliveries, and committed. The transaction holds the write lock from the start, so what was
+read is what is replaced.
 """
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import hashlib
 import os
+import threading
 import time
+from collections.abc import Iterable, Iterator
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
@@ -35,7 +46,25 @@ from typing import Any
 import orjson
 
 from npistack.errors import LoadError
-from npistack.ingest.changeset import Incoming, Release, decide, load_stored, record, removals, replace_rows
+from npistack.ingest.changeset import (
+    CHILD_TABLES,
+    Decision,
+    DocSide,
+    Incoming,
+    Release,
+    StoredJson,
+    StoredRows,
+    compare,
+    complete,
+    decide,
+    doc_side,
+    doc_sides,
+    read_child_rows,
+    read_stored,
+    record,
+    removals,
+    replace_rows,
+)
 from npistack.ingest.diff import strip_release
 from npistack.ingest.load import (
     INLINE_BELOW_BYTES,
@@ -54,51 +83,105 @@ from npistack.storage.base import SqlStore
 DEACTIVATED = 39  # canonical npidata column of the NPI Deactivation Date
 
 
-def _collect(
-    bundle: Bundle, results: list[tuple[str, str, BlockResult]]
-) -> tuple[dict[int, Incoming], dict[str, list[tuple[int, str]]]]:
-    """Group transformed rows by NPI. Returns the providers and, per file, lines refused afterwards."""
-    incoming: dict[int, Incoming] = {}
-    refused: dict[str, list[tuple[int, str]]] = {}
-    for kind, name, res in results:
+class _Gather:
+    """Groups a weekly bundle's transformed rows by NPI and decides each provider as its
+    ``npidata`` block arrives, while the worker processes transform the next blocks.
+
+    The child files (secondary locations, other names, endpoints) are transformed first, so that a
+    provider's content is complete when its ``npidata`` row arrives. Before an ``npidata`` block is
+    sent to a worker, what the store holds for its NPIs (the first field of each line) is read
+    here, which also brings the pages the writes will change into this connection's cache. It goes
+    to the worker with the block, and the worker compares each transformed document with the
+    stored one (``changeset.doc_sides``); this process adds the child rows (``complete``)."""
+
+    def __init__(self, store: SqlStore) -> None:
+        self.store = store
+        self.children: dict[int, list[tuple[str, tuple[Any, ...]]]] = {}  # npi -> (attribute, row)
+        self.child_lines: list[tuple[str, tuple[Any, ...]]] = []  # (file name, extras row)
+        self.incoming: dict[int, Incoming] = {}
+        self.refused: dict[str, list[tuple[int, str]]] = {}  # per file, lines refused afterwards
+        self.decisions: list[Decision] = []
+        self.read: set[int] = set()  # NPIs whose stored records were read (if they exist)
+        self.stored: StoredJson = {}
+        self.rows: StoredRows = {t: {} for t in CHILD_TABLES}
+
+    def prepare(self, kind: str, block: bytes) -> tuple[frozenset[int], StoredJson] | None:
         if kind != "npidata":
-            continue
+            return None
+        npis = frozenset(_line_npis(block)) - self.read
+        return npis, self._read(npis)
+
+    def _read(self, npis: Iterable[int]) -> StoredJson:
+        ordered = sorted(npis)
+        self.read.update(ordered)
+        stored = read_stored(self.store, ordered)
+        self.stored.update(stored)
+        for table, by_npi in read_child_rows(self.store, sorted(stored), stored).items():
+            self.rows[table].update(by_npi)
+        return stored
+
+    def block(self, kind: str, name: str, res: BlockResult, sides: dict[int, DocSide] | None) -> None:
+        if kind != "npidata":
+            for e in res.extras:
+                self.children.setdefault(int(e[0]), []).append(("extras", e))
+                self.child_lines.append((name, e))
+            for attr in ("names", "locations"):
+                for row in getattr(res, attr):
+                    self.children.setdefault(int(row[0]), []).append((attr, row))
+            return
         # transform_block refuses duplicates within a block; here, those of an earlier block.
-        dups = {int(p[0]) for p in res.providers if int(p[0]) in incoming}
+        block: dict[int, Incoming] = {}
         for p in res.providers:
             npi = int(p[0])
-            if npi in dups:
-                refused.setdefault(name, []).append(
+            if npi in self.incoming:
+                self.refused.setdefault(name, []).append(
                     (int(p[-1]), f"duplicate NPI {npi:010d} (an earlier row of this file has it)")
                 )
             else:
-                incoming[npi] = Incoming(p)
+                block[npi] = Incoming(p)
         for attr in ("names", "taxonomies", "locations"):
             for row in getattr(res, attr):
-                if int(row[0]) not in dups:
-                    getattr(incoming[int(row[0])], attr).append(row)
-    for kind, name, res in results:
-        if kind == "npidata":
-            continue
-        orphans = sorted({int(e[0]) for e in res.extras if int(e[0]) not in incoming})
-        for e in res.extras:
+                inc = block.get(int(row[0]))
+                if inc is not None:
+                    getattr(inc, attr).append(row)
+        for npi, inc in block.items():
+            for attr, row in self.children.get(npi, ()):
+                getattr(inc, attr).append(row)
+        self.incoming.update(block)
+        self._read([n for n in block if n not in self.read])  # lines the guess missed
+        sides = sides or {}
+        for npi, inc in block.items():
+            side = sides.get(npi) or doc_side(self.stored.get(npi), inc.doc_json)
+            d = complete(inc, side, self.rows)
+            if d is not None:
+                self.decisions.append(d)
+            self.stored.pop(npi, None)
+            for by_npi in self.rows.values():
+                by_npi.pop(npi, None)
+
+    def orphans(self) -> None:
+        """Refuse the child rows whose NPI has no npidata row in the bundle."""
+        for name, e in self.child_lines:
             npi = int(e[0])
-            if npi in incoming:
-                incoming[npi].extras.append(e)
-            else:
-                refused.setdefault(name, []).append(
+            if npi not in self.incoming:
+                self.refused.setdefault(name, []).append(
                     (
                         int(e[2]),
                         f"NPI {npi:010d} has no npidata row in this weekly bundle"
                         " (weekly child rows are applied with their provider)",
                     )
                 )
-        skip = set(orphans)
-        for attr in ("names", "locations"):
-            for row in getattr(res, attr):
-                if int(row[0]) not in skip:
-                    getattr(incoming[int(row[0])], attr).append(row)
-    return incoming, refused
+
+
+def _line_npis(block: bytes) -> list[int]:
+    """The NPIs a block of npidata lines most likely holds (each line's first field, if it is ten
+    digits): a guess that is only used to read ahead."""
+    out = []
+    for line in block.split(b"\n"):
+        npi = line[1:11] if line[:1] == b'"' else line[:10]
+        if len(npi) == 10 and npi.isdigit():
+            out.append(int(npi))
+    return out
 
 
 def _transform(
@@ -106,31 +189,46 @@ def _transform(
     layouts: dict[Any, Any],
     reports: list[FileReport],
     ctx: Context,
-    workers: int,
-    nucc_csv: str | None,
+    runner: _Runner,
     block_bytes: int,
     progress: ProgressFn | None,
+    gather: _Gather,
 ) -> list[tuple[str, str, BlockResult]]:
-    total = sum(df.size for df in bundle.files.values())
-    n_workers = workers or (os.cpu_count() or 1)
-    runner = _Runner(n_workers if total >= INLINE_BELOW_BYTES else 1, nucc_csv)
+    """Transform the files of ``reports``, in that order (worker processes), handing each block to
+    ``gather`` as it is sent and as it comes back."""
     out: list[tuple[str, str, BlockResult]] = []
-    try:
+    t0 = time.perf_counter()
+    with contextlib.ExitStack() as stack:
+        files = []
         for report in reports:
-            kind = report.kind
-            t0 = time.perf_counter()
-            df = bundle.files[kind]  # type: ignore[index]
-            with df.open() as fh:
-                read_header(fh, df.name)
-                for res, size in runner.map(kind, layouts[kind][0], iter_blocks(fh, block_bytes), ctx):  # type: ignore[arg-type]
-                    out.append((kind, df.name, res))
-                    report.rows_read += res.rows_read
-                    if progress:
-                        progress(kind, res.rows_read, size)
-            report.seconds = round(time.perf_counter() - t0, 3)
-    finally:
-        runner.close()
+            df = bundle.files[report.kind]  # type: ignore[index]
+            fh = stack.enter_context(df.open())
+            read_header(fh, df.name)
+            files.append((report.kind, layouts[report.kind][0], iter_blocks(fh, block_bytes)))
+        # A wide window: this process reads ahead for the blocks in flight while the workers start.
+        blocks = runner.map_files(files, ctx, prepare=gather.prepare, then=doc_sides, window=16)  # type: ignore[arg-type]
+        for i, res, sides, size in blocks:
+            report = reports[i]
+            out.append((report.kind, report.name, res))
+            report.rows_read += res.rows_read
+            gather.block(report.kind, report.name, res, sides)
+            if progress:
+                progress(report.kind, res.rows_read, size)
+            report.seconds = round(time.perf_counter() - t0, 3)  # until its last block was back
     return out
+
+
+@contextlib.contextmanager
+def _gc_paused() -> Iterator[None]:
+    """No cyclic garbage collection during an incremental load: its objects (rows, documents,
+    diffs) live until its end anyway, and each full collection walks all of them (seconds in all)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def _already_applied(
@@ -200,35 +298,21 @@ def apply_weekly(
         source=source, kind="weekly", release_date=release, checksum=bundle.checksum, files=files
     )
     try:
-        ctx = Context(load_id=load_id, release_date=release, nucc_csv=nucc_csv)
-        results = _transform(bundle, layouts, reports, ctx, workers, nucc_csv, block_bytes, progress)
-        t0 = time.perf_counter()
-        incoming, refused = _collect(bundle, results)
-        quarantine: list[tuple[str, int, str, str]] = []
-        for _kind, name, res in results:
-            quarantine += [(name, ln, reason, raw) for ln, reason, raw in res.quarantine]
-        for name, lines in refused.items():
-            df = next(f for f in bundle.files.values() if f.name == name)
-            quarantine += [(name, ln, reason, raw) for ln, reason, raw in _read_back(df, lines)]
-        by_file: dict[str, int] = {}
-        for name, *_ in quarantine:
-            by_file[name] = by_file.get(name, 0) + 1
-        for r in reports:
-            r.rows_quarantined = by_file.get(r.name, 0)
-            r.rows_loaded = r.rows_read - r.rows_quarantined
-        timings = {"transform_s": round(t0 - t_start, 3)}
-        outcome = _write(store, load_id, incoming, Release(load_id, release, "weekly"), quarantine, timings)
-        store.set_meta("data_release", release)
-        store.mark_applied(
-            load_id,
-            files=[r.as_dict() for r in reports],
-            timings=timings,
-            rows_read=sum(r.rows_read for r in reports),
-            rows_loaded=sum(r.rows_loaded for r in reports),
-            rows_quarantined=len(quarantine),
-            message=outcome,
-        )
-        store._commit()
+        with store.write_behind(), _gc_paused():
+            outcome, timings, held = _apply_weekly(
+                store, bundle, load_id, release, layouts, reports, workers, nucc_csv, block_bytes, progress
+            )
+            store.set_meta("data_release", release)
+            store.mark_applied(
+                load_id,
+                files=[r.as_dict() for r in reports],
+                timings=timings,
+                rows_read=sum(r.rows_read for r in reports),
+                rows_loaded=sum(r.rows_loaded for r in reports),
+                rows_quarantined=sum(r.rows_quarantined for r in reports),
+                message=outcome,
+            )
+            _commit_freeing(store, held)
     except BaseException as e:
         msg = "interrupted by the user" if isinstance(e, KeyboardInterrupt) else (str(e) or type(e).__name__)
         store.fail_apply(load_id, msg, [r.as_dict() for r in reports])
@@ -246,23 +330,95 @@ def apply_weekly(
     )
 
 
+def _commit_freeing(store: SqlStore, held: list[Any]) -> None:
+    """Commit while a thread frees what the load held in memory (``held``: the only references):
+    the commit and its checkpoint run in SQLite, without the GIL, so the objects are deallocated
+    meanwhile instead of before or after it."""
+    thread = threading.Thread(target=held.clear, name="npistack-free")
+    thread.start()
+    try:
+        store._commit()
+    finally:
+        thread.join()
+
+
+def _apply_weekly(
+    store: SqlStore,
+    bundle: Bundle,
+    load_id: int,
+    release: str,
+    layouts: dict[Any, Any],
+    reports: list[FileReport],
+    workers: int,
+    nucc_csv: str | None,
+    block_bytes: int,
+    progress: ProgressFn | None,
+) -> tuple[str, dict[str, float], list[Any]]:
+    """Transform, decide and write a weekly bundle in the store's open transaction (the caller
+    commits; the third value holds what the load kept in memory, see ``_commit_freeing``). The
+    worker processes transform the files and compare the documents; this process reads what the
+    store holds for each block and completes the decisions meanwhile (``_Gather``), then writes."""
+    t_start = time.perf_counter()
+    # The write lock first: what is read now is what the store holds until the commit.
+    store._begin()
+    total = sum(df.size for df in bundle.files.values())
+    runner = _Runner((workers or os.cpu_count() or 1) if total >= INLINE_BELOW_BYTES else 1, nucc_csv)
+    # Child files first (see _Gather); their progress is shown after npidata's, in file order.
+    order = [r for r in reports if r.kind != "npidata"] + [r for r in reports if r.kind == "npidata"]
+    later: list[tuple[str, int, int]] = []
+
+    def report_progress(kind: str, rows: int, size: int) -> None:
+        if kind != "npidata":
+            later.append((kind, rows, size))
+        elif progress is not None:
+            progress(kind, rows, size)
+
+    ctx = Context(load_id=load_id, release_date=release, nucc_csv=nucc_csv)
+    gather = _Gather(store)
+    try:
+        results = _transform(bundle, layouts, order, ctx, runner, block_bytes, report_progress, gather)
+    finally:
+        runner.close()
+    if progress is not None:
+        for item in later:
+            progress(*item)
+    t0 = time.perf_counter()
+    gather.orphans()
+    quarantine: list[tuple[str, int, str, str]] = []
+    for _kind, name, res in results:
+        quarantine += [(name, ln, reason, raw) for ln, reason, raw in res.quarantine]
+    for name, lines in gather.refused.items():
+        df = next(f for f in bundle.files.values() if f.name == name)
+        quarantine += [(name, ln, reason, raw) for ln, reason, raw in _read_back(df, lines)]
+    by_file: dict[str, int] = {}
+    for name, *_ in quarantine:
+        by_file[name] = by_file.get(name, 0) + 1
+    for r in reports:
+        r.rows_quarantined = by_file.get(r.name, 0)
+        r.rows_loaded = r.rows_read - r.rows_quarantined
+    timings = {"transform_s": round(t0 - t_start, 3)}
+    decisions = sorted(gather.decisions, key=lambda d: d.npi)
+    release_ = Release(load_id, release, "weekly")
+    outcome = _write(store, load_id, len(gather.incoming), decisions, release_, quarantine, timings)
+    return outcome, timings, [gather, results, decisions]
+
+
 def _write(
     store: SqlStore,
     load_id: int,
-    incoming: dict[int, Incoming],
+    n_incoming: int,
+    decisions: list[Decision],
     release: Release,
     quarantine: list[tuple[str, int, str, str]],
     timings: dict[str, float],
 ) -> str:
-    """Inside one transaction (left open for the caller to commit): decide, write, record."""
+    """Inside one transaction (left open for the caller to commit): write the decisions about
+    ``n_incoming`` providers (in NPI order, table by table: each index's pages change together),
+    record them, and quarantine; returns the summary."""
     t0 = time.perf_counter()
     store._begin()
-    npis = sorted(incoming)
-    old = load_stored(store, npis)
-    decisions = decide(old, (incoming[n] for n in npis))
-    t1 = time.perf_counter()
     replace_rows(store, decisions)
-    t2 = time.perf_counter()
+    t1 = time.perf_counter()
     counts = record(store, decisions, release)
     if quarantine:
         store._bulk_insert(
@@ -270,17 +426,14 @@ def _write(
             ("load_id", "file", "line", "reason", "raw"),
             ((load_id, f, ln, reason, raw) for f, ln, reason, raw in quarantine),
         )
-    timings.update(
-        decide_s=round(t1 - t0, 3), write_s=round(t2 - t1, 3), record_s=round(time.perf_counter() - t2, 3)
-    )
+    timings.update(write_s=round(t1 - t0, 3), record_s=round(time.perf_counter() - t1, 3))
     kinds: dict[str, int] = {}
     for d in decisions:
         kinds[d.change_type] = kinds.get(d.change_type, 0) + 1
     parts = [f"{kinds[k]:,} {k}" for k in ("created", "updated", "deactivated", "reactivated") if k in kinds]
-    unchanged = len(incoming) - len(decisions)
     summary = ", ".join(parts) or "no changes"
-    if unchanged:
-        summary += f", {unchanged:,} unchanged"
+    if n_incoming > len(decisions):
+        summary += f", {n_incoming - len(decisions):,} unchanged"
     if counts.deliveries:
         summary += f"; {counts.deliveries:,} webhook deliveries queued"
     return summary
@@ -318,49 +471,54 @@ def apply_deactivations(path: Path, store: SqlStore, *, progress: ProgressFn | N
         source=source, kind="deactivation", release_date=release, checksum=report.checksum, files=[]
     )
     try:
-        ctx = Context(load_id=load_id, release_date=release)
-        out = BlockResult("npidata")
-        quarantine: list[tuple[str, int, str, str]] = []
-        listed: dict[int, str] = {}
-        for row in report.rows():
-            file_report.rows_read += 1
-            if row.problem or not row.date:
-                quarantine.append((report.member, row.line, row.problem or "no deactivation date", row.raw))
-                continue
-            if int(row.npi) in listed:
-                quarantine.append(
-                    (report.member, row.line, f"duplicate NPI {row.npi} in the report", row.raw)
-                )
-                continue
-            listed[int(row.npi)] = row.date
-            transform_provider(stub_row(row.npi, row.date), row.line, ctx, out)
-            if progress and file_report.rows_read % 10_000 == 0:
-                progress("deactivation", 10_000, 0)
-        incoming = {int(p[0]): Incoming(p) for p in out.providers}
-        store._begin()
-        stale = _reactivated_since(store, listed)
-        for npi in stale:
-            incoming.pop(npi, None)
-        timings: dict[str, float] = {"read_s": round(time.perf_counter() - t_start, 3)}
-        outcome = _write(
-            store, load_id, incoming, Release(load_id, release, "deactivation"), quarantine, timings
-        )
-        if stale:
-            outcome += f"; {len(stale):,} skipped (reactivated on or after the report's date)"
-        file_report.rows_quarantined = len(quarantine)
-        file_report.rows_loaded = file_report.rows_read - len(quarantine)
-        file_report.seconds = round(time.perf_counter() - t_start, 3)
-        if release:
-            store.set_meta("deactivation_release", release)
-        store.mark_applied(
-            load_id,
-            files=[file_report.as_dict()],
-            timings=timings,
-            rows_read=file_report.rows_read,
-            rows_loaded=file_report.rows_loaded,
-            rows_quarantined=len(quarantine),
-            message=outcome,
-        )
+        with _gc_paused():
+            ctx = Context(load_id=load_id, release_date=release)
+            out = BlockResult("npidata")
+            quarantine: list[tuple[str, int, str, str]] = []
+            listed: dict[int, str] = {}
+            for row in report.rows():
+                file_report.rows_read += 1
+                if row.problem or not row.date:
+                    quarantine.append(
+                        (report.member, row.line, row.problem or "no deactivation date", row.raw)
+                    )
+                    continue
+                if int(row.npi) in listed:
+                    quarantine.append(
+                        (report.member, row.line, f"duplicate NPI {row.npi} in the report", row.raw)
+                    )
+                    continue
+                listed[int(row.npi)] = row.date
+                transform_provider(stub_row(row.npi, row.date), row.line, ctx, out)
+                if progress and file_report.rows_read % 10_000 == 0:
+                    progress("deactivation", 10_000, 0)
+            incoming = {int(p[0]): Incoming(p) for p in out.providers}
+            store._begin()
+            stale = _reactivated_since(store, listed)
+            for npi in stale:
+                incoming.pop(npi, None)
+            timings: dict[str, float] = {"read_s": round(time.perf_counter() - t_start, 3)}
+            t0 = time.perf_counter()
+            decisions = compare(store, [incoming[n] for n in sorted(incoming)])
+            timings["decide_s"] = round(time.perf_counter() - t0, 3)
+            release_ = Release(load_id, release, "deactivation")
+            outcome = _write(store, load_id, len(incoming), decisions, release_, quarantine, timings)
+            if stale:
+                outcome += f"; {len(stale):,} skipped (reactivated on or after the report's date)"
+            file_report.rows_quarantined = len(quarantine)
+            file_report.rows_loaded = file_report.rows_read - len(quarantine)
+            file_report.seconds = round(time.perf_counter() - t_start, 3)
+            if release:
+                store.set_meta("deactivation_release", release)
+            store.mark_applied(
+                load_id,
+                files=[file_report.as_dict()],
+                timings=timings,
+                rows_read=file_report.rows_read,
+                rows_loaded=file_report.rows_loaded,
+                rows_quarantined=len(quarantine),
+                message=outcome,
+            )
         store._commit()
     except BaseException as e:
         msg = "interrupted by the user" if isinstance(e, KeyboardInterrupt) else (str(e) or type(e).__name__)
@@ -429,7 +587,7 @@ def reconcile_full(store: SqlStore, load_id: int, release: str | None) -> dict[s
     changed = sorted(n for n, k in new_keys.items() if old_keys.get(n) != k)
     gone = sorted(n for n in old_keys if n not in new_keys)
     del old_keys, new_keys
-    old = load_stored(store, changed + gone)
+    old = read_stored(store, changed + gone)
     incoming: list[Incoming] = []
     for i in range(0, len(changed), 500):
         for sp in store.get_stored(changed[i : i + 500], prefix="stage_"):

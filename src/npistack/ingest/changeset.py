@@ -1,31 +1,37 @@
 """Decide and write what an incremental load changes: per NPI, old content vs new content.
 
 ``decide`` compares each incoming provider (a weekly row with its child sets, or a deactivation
-stub) with what the store holds and keeps only real changes; ``write`` replaces those providers in
-the live tables and records their versions, changes and webhook deliveries (the caller holds the
-transaction, so all of it commits together or not at all). A new monthly full file goes through
-``decide`` too, for the NPIs whose content fingerprint differs (``npistack.ingest.apply``).
+stub) with what the store holds (``read_stored``, ``read_child_rows``; ``compare`` reads and
+decides) and keeps only real changes, as ``Decision``s that carry everything the writes need: the
+field diff, the filter facts of the change, the replaced version's content, and which child tables'
+rows change. It works in two steps: ``doc_side`` compares the documents (a worker process that has
+just transformed a block does it, ``doc_sides``), ``complete`` adds the child rows. ``replace_rows``
+replaces the changed providers in the live tables and ``record`` records their versions, changes
+and webhook deliveries (the caller holds the transaction, so all of it commits together or not at
+all). A new monthly full file goes through ``decide`` too, for the NPIs whose content fingerprint
+differs (``npistack.ingest.apply``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
 from npistack.ingest.diff import (
+    child_sets,
     classify,
-    content_json,
-    content_key,
     diff,
     entity_type_of,
+    extra_states,
     states_of,
+    stored_content_json,
+    strip_release,
     taxonomies_of,
-    view,
 )
-from npistack.storage.base import DATA_TABLES, SqlStore, StoredProvider
+from npistack.storage.base import DATA_TABLES, SqlStore
 from npistack.storage.changes import (
     ChangeCounts,
     ChangeFacts,
@@ -59,21 +65,30 @@ class Incoming:
         return str(self.provider[PROVIDER_WIDTH])
 
     def extra_docs(self) -> list[tuple[str, str]]:
-        """(kind, doc JSON) of the child rows, by kind and file order (cached)."""
-        cached: list[tuple[str, str]] | None = getattr(self, "_extra_docs", None)
-        if cached is None:
-            cached = [(str(e[1]), str(e[3])) for e in sorted(self.extras, key=lambda e: (e[1], e[2]))]
-            self._extra_docs = cached
-        return cached
+        """(kind, doc JSON) of the child rows, by kind and file order."""
+        return [(str(e[1]), str(e[3])) for e in sorted(self.extras, key=lambda e: (e[1], e[2]))]
+
+
+class Replaced(NamedTuple):
+    """The stored version a change replaces: its content (``diff.content_json``) and release."""
+
+    content: str
+    release_date: str | None
+    load_id: int | None
+    kind: str
 
 
 @dataclass
 class Decision:
+    """One provider's change: what ``replace_rows`` and ``record`` write."""
+
     npi: int
     change_type: str
-    old: StoredProvider | None
-    new: Incoming | None
     diff: list[dict[str, Any]]
+    facts: ChangeFacts
+    replaced: Replaced | None  # None: the NPI is new to the store
+    new: Incoming | None  # None: removed
+    rewrite: tuple[str, ...] = ()  # child tables whose rows of this (stored) provider change
 
 
 @dataclass
@@ -85,39 +100,8 @@ class Release:
     kind: str
 
 
-def _stored_key(sp: StoredProvider) -> bytes:
-    return content_key(orjson.dumps(sp.doc).decode(), [(k, orjson.dumps(d).decode()) for k, d in sp.extras])
-
-
-def decide(old: dict[int, StoredProvider], incoming: Iterable[Incoming]) -> list[Decision]:
-    """The changes incoming providers make to the stored ones (equal content: no change)."""
-    out: list[Decision] = []
-    for inc in incoming:
-        before = old.get(inc.npi)
-        if before is not None and _stored_key(before) == content_key(inc.doc_json, inc.extra_docs()):
-            continue
-        new_doc = orjson.loads(inc.doc_json)
-        ctype = classify(before.doc if before else None, new_doc)
-        changes: list[dict[str, Any]] = []
-        if before is not None:
-            changes = diff(view(before.doc, before.extras), view(new_doc, inc.extra_docs()))
-        out.append(Decision(inc.npi, ctype, before, inc, changes))
-    return out
-
-
-def removals(old: dict[int, StoredProvider], npis: Iterable[int]) -> list[Decision]:
-    return [Decision(n, "removed", old[n], None, []) for n in npis if n in old]
-
-
-def load_stored(store: SqlStore, npis: Sequence[int], *, prefix: str = "") -> dict[int, StoredProvider]:
-    out: dict[int, StoredProvider] = {}
-    for i in range(0, len(npis), _CHUNK):
-        for sp in store.get_stored(npis[i : i + _CHUNK], prefix=prefix):
-            out[int(sp.doc["npi"])] = sp
-    return out
-
-
-# Child tables and the columns that identify a row's content (file line numbers are not content).
+# Child tables, the Incoming attribute holding their rows, and the columns that identify a row's
+# content (file line numbers, at ``seq_at``, are not content).
 _CHILD_TABLES = (
     ("provider_names", "names", "npi, entity_type, name_type, name_key, first_key", None),
     ("provider_taxonomies", "taxonomies", "npi, slot, code, license_key, license_state, is_primary", None),
@@ -129,6 +113,154 @@ _CHILD_TABLES = (
     ),
     ("provider_extras", "extras", "npi, kind, seq, doc", 2),
 )
+CHILD_TABLES = tuple(t[0] for t in _CHILD_TABLES)
+
+StoredJson = dict[int, tuple[str, list[tuple[str, str]]]]  # npi -> (doc JSON, [(kind, JSON)])
+StoredRows = dict[str, dict[int, list[tuple[Any, ...]]]]  # table -> npi -> its rows there
+
+
+class DocSide(NamedTuple):
+    """What a provider's new document changes against the stored version: the part of a decision
+    that needs neither the provider's child rows nor the store, so that a worker process that has
+    just transformed the document can work it out (``doc_sides``)."""
+
+    same: bool  # the documents are equal (release aside)
+    change_type: str
+    diff: list[dict[str, Any]]  # the documents' fields
+    entity_type: int | None
+    states: frozenset[str]  # of both documents and of the stored secondary locations
+    taxonomies: frozenset[str]
+    replaced: Replaced | None  # None: not stored
+    old_extras: list[tuple[str, str]]  # the stored child rows (kind, JSON) a reader sees
+
+
+def doc_side(stored: tuple[str, list[tuple[str, str]]] | None, doc_json: str) -> DocSide:
+    """``DocSide`` of a new document (JSON) against its stored version (``read_stored``), if any."""
+    new_doc = orjson.loads(doc_json)
+    if stored is None:
+        return DocSide(
+            False,
+            classify(None, new_doc),
+            [],
+            entity_type_of(new_doc),
+            frozenset(states_of(new_doc)),
+            frozenset(taxonomies_of(new_doc)),
+            None,
+            [],
+        )
+    old_json, extras = stored
+    old_doc = orjson.loads(old_json)
+    if old_doc.get("entityType") is None:  # a deactivated record has no child rows
+        extras = []
+    same = strip_release(old_json) == strip_release(doc_json)
+    rel = old_doc.get("release") or {}
+    replaced = Replaced(
+        stored_content_json(old_doc, old_json, extras),
+        rel.get("date"),
+        rel.get("loadId"),
+        str(rel.get("source") or "full"),
+    )
+    return DocSide(
+        same,
+        classify(old_doc, new_doc),
+        [] if same else diff(old_doc, new_doc),
+        entity_type_of(new_doc) or entity_type_of(old_doc),
+        frozenset(states_of(old_doc, extras) | states_of(new_doc)),
+        frozenset(taxonomies_of(old_doc) | taxonomies_of(new_doc)),
+        replaced,
+        extras,
+    )
+
+
+def doc_sides(
+    providers: Iterable[tuple[Any, ...]], read: tuple[frozenset[int], StoredJson]
+) -> dict[int, DocSide]:
+    """``DocSide`` of the transformed providers whose NPIs are among those read (``read``: the NPIs
+    and what the store holds of those it has)."""
+    npis, stored = read
+    return {
+        int(p[0]): doc_side(stored.get(int(p[0])), str(p[PROVIDER_WIDTH]))
+        for p in providers
+        if int(p[0]) in npis
+    }
+
+
+def complete(inc: Incoming, side: DocSide, rows: StoredRows | None = None) -> Decision | None:
+    """The decision about ``inc`` given its ``DocSide`` (None: no change). ``rows``: the stored
+    child rows, to tell which child tables need rewriting (without them: none)."""
+    extras = inc.extra_docs()
+    changes = side.diff
+    rewrite: tuple[str, ...] = ()
+    if side.replaced is not None:
+        if side.same and sorted(side.old_extras) == sorted(extras):
+            return None
+        if side.old_extras or extras:
+            changes = changes + diff(child_sets(side.old_extras), child_sets(extras))
+        if rows is not None:
+            rewrite = _rewrite(inc, rows)
+    states = side.states | extra_states(extras) if extras else side.states
+    facts = ChangeFacts(inc.npi, side.change_type, side.entity_type, frozenset(states), side.taxonomies)
+    return Decision(inc.npi, side.change_type, changes, facts, side.replaced, inc, rewrite)
+
+
+def decide(
+    stored: StoredJson, incoming: Iterable[Incoming], rows: StoredRows | None = None
+) -> list[Decision]:
+    """The changes incoming providers make to the stored ones (``read_stored``; equal content: no
+    change). ``rows``: their child rows (``read_child_rows``), to tell which child tables each
+    changed provider needs rewritten; without them, ``rewrite`` is left empty."""
+    out: list[Decision] = []
+    for inc in incoming:
+        d = complete(inc, doc_side(stored.get(inc.npi), inc.doc_json), rows)
+        if d is not None:
+            out.append(d)
+    return out
+
+
+def compare(store: SqlStore, incoming: Sequence[Incoming]) -> list[Decision]:
+    """The changes ``incoming`` makes to what ``store`` holds (reads only), in the order given."""
+    stored = read_stored(store, sorted(inc.npi for inc in incoming))
+    return decide(stored, incoming, read_child_rows(store, sorted(stored), stored))
+
+
+def removals(stored: StoredJson, npis: Iterable[int]) -> list[Decision]:
+    """Decisions removing these stored providers (NPIs a new monthly full file no longer has)."""
+    out: list[Decision] = []
+    for n in npis:
+        if n not in stored:
+            continue
+        side = doc_side(stored[n], stored[n][0])  # against itself: its facts and content
+        facts = ChangeFacts(n, "removed", side.entity_type, side.states, side.taxonomies)
+        out.append(Decision(n, "removed", [], facts, side.replaced, None, CHILD_TABLES))
+    return out
+
+
+def read_stored(store: SqlStore, npis: Sequence[int], *, prefix: str = "") -> StoredJson:
+    """The stored documents and child rows of the NPIs among ``npis`` that exist, as JSON text."""
+    out: StoredJson = {}
+    for i in range(0, len(npis), _CHUNK):
+        out.update(store.get_stored_json(npis[i : i + _CHUNK], prefix=prefix))
+    return out
+
+
+def read_child_rows(store: SqlStore, npis: Sequence[int], stored: StoredJson | None = None) -> StoredRows:
+    """The rows of these NPIs in each child table (the columns ``decide`` compares); those of
+    ``provider_extras`` from ``stored`` (``read_stored``), when given, which holds them already."""
+    out: StoredRows = {}
+    for table, _attr, columns, _seq_at in _CHILD_TABLES:
+        rows = out[table] = {}
+        if table == "provider_extras" and stored is not None:
+            for npi in npis:
+                extras = stored[npi][1] if npi in stored else []
+                if extras:
+                    rows[npi] = [(npi, kind, 0, doc) for kind, doc in extras]
+            continue
+        for i in range(0, len(npis), _CHUNK):
+            part = list(npis[i : i + _CHUNK])
+            marks = ",".join("?" * len(part))
+            for r in store._query(f"SELECT {columns} FROM {table} WHERE npi IN ({marks})", part):
+                rows.setdefault(int(r[0]), []).append(r)
+    return out
 
 
 def _content_rows(rows: Iterable[Sequence[Any]], seq_at: int | None) -> list[tuple[Any, ...]]:
@@ -137,25 +269,34 @@ def _content_rows(rows: Iterable[Sequence[Any]], seq_at: int | None) -> list[tup
     return sorted(tuple(r[:seq_at]) + tuple(r[seq_at + 1 :]) for r in rows)
 
 
+def _rewrite(inc: Incoming, rows: StoredRows) -> tuple[str, ...]:
+    """The child tables whose stored rows of this provider differ from its new ones."""
+    out: list[str] = []
+    for table, attr, _columns, seq_at in _CHILD_TABLES:
+        old, new = rows[table].get(inc.npi, ()), getattr(inc, attr)
+        if len(old) != len(new) or (old and _content_rows(old, seq_at) != _content_rows(new, seq_at)):
+            out.append(table)
+    return tuple(out)
+
+
 def replace_rows(store: SqlStore, decisions: Sequence[Decision]) -> None:
     """Replace the changed providers' rows in the live tables (child sets as a whole).
 
     Existing providers are updated in place, and a child table is rewritten for a provider only when
-    its rows there changed (a phone change leaves the name, taxonomy and location rows alone), so
-    index maintenance is proportional to what changed.
+    its rows there changed (``Decision.rewrite``: a phone change leaves the name, taxonomy and
+    location rows alone), so index maintenance is proportional to what changed.
     """
-    existing = [d for d in decisions if d.old is not None and d.new is not None]
-    fresh = [d.new for d in decisions if d.old is None and d.new is not None]
+    existing = [(d, d.new) for d in decisions if d.replaced is not None and d.new is not None]
+    fresh = [d.new for d in decisions if d.replaced is None and d.new is not None]
     gone = sorted(d.npi for d in decisions if d.new is None)
     if existing:
         store._exec_many(
             "UPDATE providers SET entity_type = ?, status = ?, last_updated = ?, primary_taxonomy = ?,"
             " practice_state = ? WHERE npi = ?",
-            (tuple(d.new.provider[1:PROVIDER_WIDTH]) + (d.npi,) for d in existing if d.new is not None),
+            (tuple(new.provider[1:PROVIDER_WIDTH]) + (d.npi,) for d, new in existing),
         )
         store._exec_many(
-            "UPDATE provider_docs SET doc = ? WHERE npi = ?",
-            ((d.new.doc_json, d.npi) for d in existing if d.new is not None),
+            "UPDATE provider_docs SET doc = ? WHERE npi = ?", ((new.doc_json, d.npi) for d, new in existing)
         )
     if fresh:
         store._bulk_insert(
@@ -166,24 +307,10 @@ def replace_rows(store: SqlStore, decisions: Sequence[Decision]) -> None:
         )
     if gone:
         _delete(store, ("providers", "provider_docs"), gone)
-    npis = sorted(d.npi for d in existing)
-    by_npi = {d.npi: d.new for d in existing}
-    for table, attr, columns, seq_at in _CHILD_TABLES:
-        old_rows: dict[int, list[tuple[Any, ...]]] = {}
-        for i in range(0, len(npis), _CHUNK):
-            part = npis[i : i + _CHUNK]
-            marks = ",".join("?" * len(part))
-            for r in store._query(f"SELECT {columns} FROM {table} WHERE npi IN ({marks})", part):
-                old_rows.setdefault(int(r[0]), []).append(r)
-        rewrite = [
-            n
-            for n in npis
-            if _content_rows(old_rows.get(n, ()), seq_at) != _content_rows(getattr(by_npi[n], attr), seq_at)
-        ]
-        _delete(store, (table,), sorted([n for n in rewrite if n in old_rows] + gone))
-        rows = [r for n in rewrite for r in getattr(by_npi[n], attr)] + [
-            r for n in fresh for r in getattr(n, attr)
-        ]
+    for table, attr, _columns, _seq_at in _CHILD_TABLES:
+        rewrite = [new for d, new in existing if table in d.rewrite]
+        _delete(store, (table,), sorted([n.npi for n in rewrite] + gone))
+        rows = [r for n in rewrite for r in getattr(n, attr)] + [r for n in fresh for r in getattr(n, attr)]
         if rows:
             store._bulk_insert(table, DATA_TABLES[table], rows)
     add_name_keys(store, [r for d in decisions if d.new is not None for r in d.new.names])
@@ -222,11 +349,6 @@ def add_name_keys(store: SqlStore, names: Sequence[tuple[Any, ...]]) -> None:
         store._bulk_insert("provider_name_keys", DATA_TABLES["provider_name_keys"], missing)
 
 
-def _old_release(sp: StoredProvider) -> tuple[str | None, int | None, str]:
-    rel = sp.doc.get("release") or {}
-    return rel.get("date"), rel.get("loadId"), str(rel.get("source") or "full")
-
-
 def record(
     store: SqlStore,
     decisions: Sequence[Decision],
@@ -240,28 +362,27 @@ def record(
     changes: list[NewChange] = []
     for d in decisions:
         prev = latest.get(d.npi, 0)
-        if d.old is not None and prev == 0:  # keep the version as first loaded
-            date, load_id, kind = _old_release(d.old)
+        old = d.replaced
+        if old is not None and prev == 0:  # keep the version as first loaded
             versions.append(
                 NewVersion(
                     d.npi,
                     1,
                     "initial",
-                    content_json(d.old.doc, d.old.extras),
+                    old.content,
                     None,
-                    date,
-                    load_id,
-                    date,
-                    kind,
+                    old.release_date,
+                    old.load_id,
+                    old.release_date,
+                    old.kind,
                     valid_to=release.date,
                 )
             )
             prev = 1
-        elif prev and d.old is not None:
-            closes.append((release.date, content_json(d.old.doc, d.old.extras), d.npi, prev))
+        elif prev and old is not None:
+            closes.append((release.date, old.content, d.npi, prev))
         version: int | None = None
-        new_doc = orjson.loads(d.new.doc_json) if d.new is not None else None
-        if d.new is not None and new_doc is not None:
+        if d.new is not None:
             version = prev + 1
             versions.append(
                 NewVersion(
@@ -269,22 +390,14 @@ def record(
                     version,
                     d.change_type,
                     None,  # the live record until a later change replaces it
-                    d.diff,
+                    None,  # the diff: stored with the change (see storage.changes)
                     release.date,
                     release.load_id,
                     release.date,
                     release.kind,
                 )
             )
-        old_doc = d.old.doc if d.old else None
-        facts = ChangeFacts(
-            d.npi,
-            d.change_type,
-            entity_type_of(new_doc) or entity_type_of(old_doc),
-            frozenset(states_of(old_doc, d.old.extras if d.old else ()) | states_of(new_doc, _extras(d))),
-            frozenset(taxonomies_of(old_doc) | taxonomies_of(new_doc)),
-        )
-        changes.append(NewChange(facts, version, [c["field"] for c in d.diff], d.diff))
+        changes.append(NewChange(d.facts, version, [c["field"] for c in d.diff], d.diff))
     return record_changes(
         store,
         load_id=release.load_id,
@@ -295,7 +408,3 @@ def record(
         closes=closes,
         subscriptions=subscriptions,
     )
-
-
-def _extras(d: Decision) -> list[tuple[str, str]]:
-    return d.new.extra_docs() if d.new is not None else []

@@ -11,12 +11,12 @@ with old and new values: nested objects (``name``, ``practiceLocation``, ...) ar
 field (``practiceLocation.line1``); lists (``taxonomies``, ``identifiers``, ``otherNames``, and the
 child sets ``secondaryLocations``, ``otherOrganizationNames``, ``endpoints``) are compared as whole
 values, because CMS replaces them as a whole. Derived values (the USPS-standardized ``std`` forms)
-are left out of diffs; the published values they come from are in.
+are left out of diffs; the published values they come from are in. A provider's diff lists its
+document's fields, then its child sets (``child_sets``).
 """
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from typing import Any
 
@@ -45,48 +45,47 @@ def without_release(doc: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in doc.items() if k != "release"}
 
 
-def _extra_text(doc: Any) -> str:
-    return doc if isinstance(doc, str) else orjson.dumps(doc).decode()
-
-
-def content_key(doc_json: str, extras: Extras) -> bytes:
-    """A 16-byte fingerprint of a provider's content (equal content, equal key)."""
-    h = hashlib.blake2b(strip_release(doc_json).encode(), digest_size=16)
-    for kind, text in sorted((k, _extra_text(d)) for k, d in extras):
-        h.update(b"\x00" + kind.encode() + b"\x01" + text.encode())
-    return h.digest()
-
-
 def content_json(doc: dict[str, Any], extras: Extras) -> str:
     """The stored form of a version: ``{"doc": ..., "extras": [[kind, doc], ...]}`` (file order)."""
     items = [[k, orjson.loads(d) if isinstance(d, str) else d] for k, d in extras]
     return orjson.dumps({"doc": without_release(doc), "extras": items}).decode()
 
 
-def view(doc: dict[str, Any] | None, extras: Extras) -> dict[str, Any]:
-    """The fields a diff compares: the document plus child sets grouped by kind."""
-    if doc is None:
-        return {}
-    out = {k: v for k, v in doc.items() if k not in SKIP_KEYS}
+def stored_content_json(doc: dict[str, Any], doc_json: str, extras: Sequence[tuple[str, str]]) -> str:
+    """``content_json`` of a stored document, pieced together from the JSON text it was parsed from
+    (``doc``) and its child rows' JSON text."""
+    if "release" in doc and next(reversed(doc)) != "release":  # not as transform writes it
+        return content_json(doc, extras)
+    body = strip_release(doc_json) if "release" in doc else doc_json
+    items = ",".join(f"[{orjson.dumps(k).decode()},{d}]" for k, d in extras)
+    return f'{{"doc":{body},"extras":[{items}]}}'
+
+
+def child_sets(extras: Extras) -> dict[str, list[Any]]:
+    """Child rows grouped by kind under their field names, in file order (``diff`` compares them
+    as sets)."""
     groups: dict[str, list[Any]] = {}
     for kind, d in extras:
         groups.setdefault(CHILD_FIELDS.get(kind, kind), []).append(
             orjson.loads(d) if isinstance(d, str) else d
         )
-    out.update(groups)  # in file order; compared as sets (see diff)
-    return out
+    return groups
 
 
 def _as_set(items: Any) -> Any:
-    if not isinstance(items, list):
+    if type(items) is not list:
         return items
     return sorted(orjson.dumps(_clean(x), option=orjson.OPT_SORT_KEYS) for x in items)
 
 
 def _clean(value: Any) -> Any:
-    if isinstance(value, dict):
+    """``value`` without derived and provenance keys at any depth (the value itself when it has none)."""
+    t = type(value)
+    if t is dict:
+        if SKIP_KEYS.isdisjoint(value) and not any(type(v) in (dict, list) for v in value.values()):
+            return value
         return {k: _clean(v) for k, v in value.items() if k not in SKIP_KEYS}
-    if isinstance(value, list):
+    if t is list:
         return [_clean(v) for v in value]
     return value
 
@@ -94,17 +93,20 @@ def _clean(value: Any) -> Any:
 def diff(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[dict[str, Any]]:
     """Field-level differences between two views: ``[{"field", "old", "new"}]`` in field order."""
     out: list[dict[str, Any]] = []
-    for key in list(dict.fromkeys([*old, *new])):
-        if key in SKIP_KEYS:
-            continue
+    keys = old if old.keys() == new.keys() else dict.fromkeys([*old, *new])
+    for key in [k for k in keys if old.get(k) != new.get(k) and k not in SKIP_KEYS]:
         a, b = old.get(key), new.get(key)
-        if a == b:
-            continue
         path = f"{prefix}{key}"
-        if isinstance(a, dict) and isinstance(b, dict):
+        if type(a) is dict and type(b) is dict:
             out += diff(a, b, path + ".")
-        elif (_as_set(a) != _as_set(b)) if key in _CHILD_NAMES and not prefix else (_clean(a) != _clean(b)):
-            out.append({"field": path, "old": _clean(a), "new": _clean(b)})
+            continue
+        if key in _CHILD_NAMES and not prefix:
+            if _as_set(a) != _as_set(b):
+                out.append({"field": path, "old": _clean(a), "new": _clean(b)})
+            continue
+        ca, cb = _clean(a), _clean(b)
+        if ca != cb:
+            out.append({"field": path, "old": ca, "new": cb})
     return out
 
 
@@ -141,6 +143,12 @@ def states_of(doc: dict[str, Any] | None, extras: Extras = ()) -> set[str]:
     state = (loc.get("std") or {}).get("state") or loc.get("state")
     if state:
         out.add(str(state).upper())
+    return out | extra_states(extras)
+
+
+def extra_states(extras: Extras) -> set[str]:
+    """The states of the secondary practice locations among child rows."""
+    out: set[str] = set()
     for kind, d in extras:
         if kind == "location":
             d = orjson.loads(d) if isinstance(d, str) else d

@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from functools import cache
@@ -86,6 +86,19 @@ def _work(
     return transform_block(kind, layout.remap, layout.width, start_line, decode_block(block), ctx)
 
 
+def _work_then(
+    kind: FileKind,
+    header: tuple[str, ...],
+    start_line: int,
+    block: bytes,
+    ctx: Context,
+    then: Callable[[list[tuple[Any, ...]], Any], Any] | None,
+    extra: Any,
+) -> tuple[BlockResult, Any]:
+    res = _work(kind, header, start_line, block, ctx)
+    return res, (then(res.providers, extra) if then is not None and extra is not None else None)
+
+
 def _warm(nucc_csv: str | None) -> None:
     """Build per-process lookup tables before the first block arrives."""
     from npistack.normalize.geo import zip_table
@@ -105,11 +118,11 @@ class _Runner:
         self.pool: ProcessPoolExecutor | None = None
         self.workers = workers
         if workers > 1:
+            context = get_context("forkserver")
+            # The fork server imports the transform and its lookup modules once, for every worker.
+            context.set_forkserver_preload(["__main__", __name__])
             self.pool = ProcessPoolExecutor(
-                max_workers=workers,
-                mp_context=get_context("forkserver"),
-                initializer=_warm,
-                initargs=(nucc_csv,),
+                max_workers=workers, mp_context=context, initializer=_warm, initargs=(nucc_csv,)
             )
 
     def map(
@@ -129,6 +142,49 @@ class _Runner:
         while window:
             fut, size = window.popleft()
             yield fut.result(), size
+
+    def map_files(
+        self,
+        files: Sequence[tuple[FileKind, tuple[str, ...], Iterator[tuple[int, bytes]]]],
+        ctx: Context,
+        *,
+        prepare: Callable[[FileKind, bytes], Any] | None = None,
+        then: Callable[[list[tuple[Any, ...]], Any], Any] | None = None,
+        window: int = 0,
+    ) -> Iterator[tuple[int, BlockResult, Any, int]]:
+        """``map`` over several files in turn, with one window across them (the first blocks of a
+        file are sent while the last ones of the file before are transformed); ``window``: at most
+        this many blocks in flight (at least two per worker, and one).
+
+        ``prepare(kind, block)`` runs in this process before a block is sent; when it returns
+        something, the worker calls ``then(providers, it)`` on the transformed block's providers
+        (``then`` must be importable, a module's function). Yields (index of the file, result,
+        what ``then`` returned or None, block size).
+        """
+        jobs = (
+            (i, kind, header, start, block)
+            for i, (kind, header, blocks) in enumerate(files)
+            for start, block in blocks
+        )
+        if self.pool is None:
+            for i, kind, header, start, block in jobs:
+                extra = prepare(kind, block) if prepare is not None else None
+                res, after = _work_then(kind, header, start, block, ctx, then, extra)
+                yield i, res, after, len(block)
+            return
+        sent: deque[tuple[int, Future[tuple[BlockResult, Any]], int]] = deque()
+        limit = max(window, self.workers * 2 + 1)
+        for i, kind, header, start, block in jobs:
+            extra = prepare(kind, block) if prepare is not None else None
+            sent.append(
+                (i, self.pool.submit(_work_then, kind, header, start, block, ctx, then, extra), len(block))
+            )
+            if len(sent) >= limit:
+                j, fut, size = sent.popleft()
+                yield j, *fut.result(), size
+        while sent:
+            j, fut, size = sent.popleft()
+            yield j, *fut.result(), size
 
     def close(self) -> None:
         if self.pool is not None:

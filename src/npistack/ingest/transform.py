@@ -72,6 +72,11 @@ WIDTHS: dict[FileKind, int] = {
 
 CELL_DEGREES = 0.1  # geo cell size used by radius search
 
+# ``provider_locations.purpose`` of the row of a primary practice location that is also the mailing
+# address (same city, state, postal code, country and point: most providers' are): one row instead
+# of two, in the table and in each of its indexes. Search reads it as either purpose.
+MAILING_AND_PRIMARY = "both"
+
 
 class BadRow(ValueError):
     """A row that cannot be used; its message is the quarantine reason."""
@@ -152,7 +157,12 @@ def _s(value: str) -> str | None:
 
 def _c(**kw: Any) -> dict[str, Any]:
     """A stored object: keys whose value is None, '' or [] are left out (expand() restores them)."""
-    return {k: v for k, v in kw.items() if v is not None and v != "" and v != []}
+    # (falsy values other than None, '' and [], such as False, 0 and {}, are kept)
+    return {
+        k: v
+        for k, v in kw.items()
+        if v or (v is not None and v.__class__ is not str and v.__class__ is not list)
+    }
 
 
 def _address(f: list[str], at: int) -> tuple[dict[str, Any] | None, Any]:
@@ -364,10 +374,15 @@ def transform_provider(f: list[str], line: int, ctx: Context, out: BlockResult) 
                 1 if t.get("primary") else 0,
             )
         )
+    mail_row = practice_row = None
     if mailing_std is not None:
-        out.locations.append(_location_row(npi, "mailing", 0, mailing_std, f[MAIL + 4]))
+        mail_row = _location_row(npi, "mailing", 0, mailing_std, f[MAIL + 4])
     if practice_std is not None:
-        out.locations.append(_location_row(npi, "primary", 1, practice_std, f[PRACTICE + 4]))
+        practice_row = _location_row(npi, "primary", 1, practice_std, f[PRACTICE + 4])
+    if mail_row is not None and practice_row is not None and mail_row[3:] == practice_row[3:]:
+        out.locations.append((npi, MAILING_AND_PRIMARY, 1, *practice_row[3:]))
+    else:
+        out.locations += [r for r in (mail_row, practice_row) if r is not None]
 
     parent = _c(name=f[PARENT_LBN], tin=_s(f[PARENT_TIN]))
     doc = _c(

@@ -29,7 +29,7 @@ import orjson
 from npistack.errors import LoadError, StoreError
 from npistack.ingest.transform import BlockResult
 from npistack.normalize.geo import haversine_miles
-from npistack.storage.search import PRACTICE, SearchSql, cell_ranges
+from npistack.storage.search import PRACTICE, PRACTICE_ONLY, SearchSql, cell_ranges, row_purposes
 
 SCHEMA_VERSION = 1
 
@@ -38,6 +38,8 @@ DATA_TABLES: dict[str, tuple[str, ...]] = {
     "provider_docs": ("npi", "doc"),
     "provider_names": ("npi", "entity_type", "name_type", "name_key", "first_key"),
     "provider_taxonomies": ("npi", "slot", "code", "license_key", "license_state", "is_primary"),
+    # purpose: mailing, primary, secondary, or "both" for a primary practice location that is also the
+    # mailing address (transform.MAILING_AND_PRIMARY; search.ROW_PURPOSES reads it as either).
     "provider_locations": (
         "npi",
         "purpose",
@@ -77,6 +79,13 @@ class DataIndex(NamedTuple):
 # arrive in NPPES order, not NPI order): building indexes once at the end is a sort, where
 # maintaining them during the load would rewrite random pages. Search reads most of them as
 # covering indexes (every column it needs is in the index), see storage/search.py.
+#
+# Their size is what a weekly update costs: new NPIs are random keys, so their rows land on
+# (nearly) every page of every index, and each dirtied page is written to the WAL and checkpointed.
+# So no index carries a column no query needs from it: the per-NPI indexes (``*_npi``) hold the NPI
+# only (search's per-provider filters use the ``(criterion, npi)`` indexes, which have both), and
+# the radius index holds practice locations only (radius search never reads mailing addresses;
+# queries repeat ``purpose <> 'mailing'`` so that SQLite and PostgreSQL pick the partial index).
 DATA_INDEXES: tuple[DataIndex, ...] = (
     # Unique per NPI (loads refuse duplicate NPIs); status and entity type ride along so that
     # search's filters on them read the index only.
@@ -88,13 +97,13 @@ DATA_INDEXES: tuple[DataIndex, ...] = (
     DataIndex("name_keys", "provider_name_keys", "klass, name_key"),
     DataIndex("taxo_code", "provider_taxonomies", "code, npi"),
     DataIndex("taxo_license", "provider_taxonomies", "license_key, license_state"),
-    DataIndex("taxo_npi", "provider_taxonomies", "npi, code"),
+    DataIndex("taxo_npi", "provider_taxonomies", "npi"),
     DataIndex("loc_state", "provider_locations", "state, npi"),
     DataIndex("loc_city", "provider_locations", "city_key, state, npi"),
     DataIndex("loc_postal", "provider_locations", "postal"),
     DataIndex("loc_foreign", "provider_locations", "country, npi", where="country <> 'US'"),
-    DataIndex("loc_cell", "provider_locations", "cell, purpose, lat, lon, npi"),
-    DataIndex("loc_npi", "provider_locations", "npi, purpose, state, city_key, postal, country"),
+    DataIndex("loc_cell", "provider_locations", "cell, purpose, lat, lon, npi", where=PRACTICE_ONLY),
+    DataIndex("loc_npi", "provider_locations", "npi"),
     DataIndex("extras_npi", "provider_extras", "npi, kind, seq"),
 )
 
@@ -261,6 +270,12 @@ class SqlStore(SearchSql, ABC):
 
     def _after_swap(self) -> None:  # noqa: B027 - an optional hook, empty by default
         """Hook for backend housekeeping after a swap (statistics, checkpoints)."""
+
+    @contextlib.contextmanager
+    def write_behind(self) -> Iterator[None]:
+        """Around a large write transaction and its commit: a hook for backends that can start
+        writing their files back to disk while the transaction goes on (see ``SqliteStore``)."""
+        yield
 
     # -- schema --------------------------------------------------------------------------------
     def ensure_schema(self) -> None:
@@ -630,31 +645,43 @@ class SqlStore(SearchSql, ABC):
         ``npistack.services.providers`` turns them into full provider documents. ``prefix="stage_"``
         reads the staging tables of a running full load.
         """
+        out: list[StoredProvider] = []
+        for doc_json, extras in self.get_stored_json(npis, prefix=prefix).values():
+            doc = orjson.loads(doc_json)
+            # A deactivated record has no child rows (CMS publishes none for it).
+            kept = [(k, orjson.loads(d)) for k, d in extras] if doc.get("entityType") is not None else []
+            out.append(StoredProvider(doc, kept))
+        return out
+
+    def get_stored_json(
+        self, npis: Sequence[str | int], *, prefix: str = ""
+    ) -> dict[int, tuple[str, list[tuple[str, str]]]]:
+        """NPI -> (document JSON, [(kind, child row JSON)] by kind and file order), for the NPIs that
+        exist, in the order asked: ``get_stored`` unparsed."""
         keys: list[int] = []
         for n in npis:
             try:
-                k = int(n)
+                keys.append(int(n))
             except (TypeError, ValueError):
                 continue
-            if k not in keys:
-                keys.append(k)
+        keys = list(dict.fromkeys(keys))
         if not keys:
-            return []
+            return {}
         marks = ",".join("?" * len(keys))
-        found = {
-            r[0]: StoredProvider(orjson.loads(r[1]), [])
+        found: dict[int, tuple[str, list[tuple[str, str]]]] = {
+            r[0]: (r[1], [])
             for r in self._query(f"SELECT npi, doc FROM {prefix}provider_docs WHERE npi IN ({marks})", keys)
         }
         if not found:
-            return []
-        for npi, kind, raw in self._query(
+            return {}
+        rows = self._query(
             f"SELECT npi, kind, doc FROM {prefix}provider_extras WHERE npi IN ({marks}) ORDER BY npi, kind, seq",
             keys,
-        ):
-            sp = found.get(npi)
-            if sp is not None and sp.doc.get("entityType") is not None:
-                sp.extras.append((kind, orjson.loads(raw)))
-        return [found[k] for k in keys if k in found]
+        )
+        for npi, kind, raw in rows:
+            if npi in found:
+                found[npi][1].append((kind, raw))
+        return {k: found[k] for k in keys if k in found}
 
     def count_providers(self) -> int:
         return int(self._query("SELECT count(*) FROM providers")[0][0])
@@ -741,10 +768,11 @@ class SqlStore(SearchSql, ABC):
         """(npi, miles) of providers with a practice location within ``miles``, nearest first."""
         ranges, (min_lat, max_lat, _, _) = cell_ranges(lat, lon, miles)
         cells = " OR ".join("cell BETWEEN ? AND ?" for _ in ranges)
+        purposes = row_purposes(PRACTICE)
         rows = self._query(
-            f"SELECT npi, lat, lon FROM provider_locations WHERE ({cells}) AND purpose IN (?, ?)"
-            " AND lat BETWEEN ? AND ?",
-            [*(c for r in ranges for c in r), *PRACTICE, min_lat, max_lat],
+            f"SELECT npi, lat, lon FROM provider_locations WHERE ({cells})"
+            f" AND purpose IN ({','.join('?' * len(purposes))}) AND {PRACTICE_ONLY} AND lat BETWEEN ? AND ?",
+            [*(c for r in ranges for c in r), *purposes, min_lat, max_lat],
         )
         best: dict[int, float] = {}
         for npi, plat, plon in rows:

@@ -194,7 +194,7 @@ class NewVersion:
     version: int
     change_type: str
     content: str | None  # JSON {"doc": ..., "extras": [[kind, doc], ...]}; None: the live record
-    diff: list[dict[str, Any]] | None
+    diff: list[dict[str, Any]] | None  # None: no diff, or the one stored with the version's change
     valid_from: str | None
     load_id: int | None
     release_date: str | None
@@ -252,6 +252,14 @@ def record_changes(
     """
     now = utcnow()
     counts = ChangeCounts()
+    dumped: dict[int, str] = {}  # id(diff) -> its JSON: a version and its change share one diff
+
+    def diff_json(d: list[dict[str, Any]]) -> str:
+        text = dumped.get(id(d))
+        if text is None:
+            text = dumped[id(d)] = orjson.dumps(d).decode()
+        return text
+
     if closes:
         store._exec_many(
             "UPDATE provider_history SET valid_to = ?, content = coalesce(content, ?) WHERE npi = ? AND version = ?",
@@ -284,7 +292,7 @@ def record_changes(
                     v.valid_to,
                     v.change_type,
                     v.content,
-                    orjson.dumps(v.diff).decode() if v.diff is not None else None,
+                    diff_json(v.diff) if v.diff is not None else None,
                     now,
                 )
                 for v in versions
@@ -306,7 +314,7 @@ def record_changes(
             c.facts.taxonomy_column,
             c.version,
             orjson.dumps(c.fields).decode(),
-            orjson.dumps(c.diff).decode(),
+            diff_json(c.diff),
             now,
         )
         for i, c in enumerate(changes)
@@ -481,9 +489,12 @@ class VersionRow:
     recorded_at: str
 
 
+# A version's diff is stored once, in the row of the change that made it (``changes.version``);
+# versions recorded before that carry their own copy.
 _VERSION_COLS = (
-    "npi, version, load_id, release_date, release_kind, valid_from, valid_to, change_type, content, diff,"
-    " recorded_at"
+    "h.npi, h.version, h.load_id, h.release_date, h.release_kind, h.valid_from, h.valid_to, h.change_type,"
+    " h.content, coalesce(h.diff, (SELECT c.diff FROM changes c WHERE c.npi = h.npi AND c.version = h.version"
+    " ORDER BY c.id DESC LIMIT 1)), h.recorded_at"
 )
 
 
@@ -507,7 +518,7 @@ def versions_of(store: SqlStore, npi: int) -> list[VersionRow]:
     return [
         _version(r)
         for r in store._query(
-            f"SELECT {_VERSION_COLS} FROM provider_history WHERE npi = ? ORDER BY version", (npi,)
+            f"SELECT {_VERSION_COLS} FROM provider_history h WHERE h.npi = ? ORDER BY h.version", (npi,)
         )
     ]
 
@@ -521,7 +532,9 @@ def versions_at(store: SqlStore, keys: Sequence[tuple[int, int]]) -> dict[tuple[
         npis = sorted({k[0] for k in part})
         marks = ",".join("?" * len(npis))
         wanted = set(part)
-        for r in store._query(f"SELECT {_VERSION_COLS} FROM provider_history WHERE npi IN ({marks})", npis):
+        for r in store._query(
+            f"SELECT {_VERSION_COLS} FROM provider_history h WHERE h.npi IN ({marks})", npis
+        ):
             v = _version(r)
             if (v.npi, v.version) in wanted:
                 out[(v.npi, v.version)] = v

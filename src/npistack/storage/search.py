@@ -5,7 +5,8 @@ taxonomy codes, one address rule, a circle. ``SearchSql.search_index`` answers i
 statement per page (plus, for some non-name searches, one capped count to pick a plan) and
 returns sort keys ``(distance, rank, npi)``, best first. docs/search.md describes the ranking.
 
-Plans (every criterion other than the driver becomes an ``EXISTS`` on covering indexes):
+Plans (every criterion other than the driver becomes an ``EXISTS``, answered from the
+``(criterion, npi)`` indexes, which hold both):
 
 - **names** given: every ``provider_names`` row that matches is read from the covering
   ``(name_key, first_key, name_type, entity_type, npi)`` index, ranked, grouped by NPI (best rank
@@ -13,9 +14,9 @@ Plans (every criterion other than the driver becomes an ``EXISTS`` on covering i
 - **circle** given: with names, the name matches drive and their practice locations are kept when in
   the circle; otherwise the 0.1° grid cells that may hold points of the circle are read nearest first
   (by a lower bound of their distance), in growing batches, from the covering ``(cell, purpose, lat,
-  lon, npi)`` index with the other criteria as filters, until the page is full of hits nearer than
-  any cell not read yet. Distances are computed here, once per distinct point (locations sit on ZIP
-  centroids).
+  lon, npi)`` index of practice locations (a partial index) with the other criteria as filters,
+  until the page is full of hits nearer than any cell not read yet. Distances are computed here,
+  once per distinct point (locations sit on ZIP centroids).
 - otherwise, ordered by NPI: a city or postal code drives; else the smaller of the address and
   taxonomy candidates when a capped count says it is small; else a single taxonomy code, a state or
   a country is read in NPI order from its ``(..., npi)`` index, or ``providers`` is, with every
@@ -32,12 +33,21 @@ from dataclasses import dataclass
 from typing import Any
 
 from npistack.errors import StoreError, StoreNotReady
-from npistack.ingest.transform import CELL_DEGREES
+from npistack.ingest.transform import CELL_DEGREES, MAILING_AND_PRIMARY
 from npistack.normalize.geo import EARTH_RADIUS_MILES, bounding_box, haversine_miles
 
 # A candidate set at least this large is not read whole and sorted: see ``SearchSql._driver``.
 DRIVER_CAP = 10_000
 PRACTICE = ("primary", "secondary")
+# The ``provider_locations.purpose`` values of rows that hold an address of each purpose.
+ROW_PURPOSES = {
+    "mailing": ("mailing", MAILING_AND_PRIMARY),
+    "primary": ("primary", MAILING_AND_PRIMARY),
+    "secondary": ("secondary",),
+}
+# The condition of the partial radius index (practice locations only): a query must contain it word
+# for word for SQLite to use the index.
+PRACTICE_ONLY = "purpose <> 'mailing'"
 _LAT_CELLS, _LON_CELLS = round(180 / CELL_DEGREES), round(360 / CELL_DEGREES)
 
 SortKey = tuple[float | None, int, int]  # (distance in miles or None, rank, npi)
@@ -203,11 +213,16 @@ def _ranked_names(rules: Sequence[NameRule]) -> _Sql:
     return f"SELECT u.npi AS npi, min(u.rnk) AS rnk FROM ({sql}) AS u GROUP BY u.npi", params
 
 
+def row_purposes(purposes: Sequence[str]) -> list[str]:
+    """The ``provider_locations.purpose`` values of rows holding an address of these purposes."""
+    return list(dict.fromkeys(v for p in purposes for v in ROW_PURPOSES.get(p, (p,))))
+
+
 def _address_where(ad: AddressRule, a: str, *, purposes: Sequence[str] | None = None) -> list[_Sql]:
     parts: list[_Sql] = []
-    purposes = ad.purposes if purposes is None else purposes
+    purposes = row_purposes(ad.purposes if purposes is None else purposes)
     if purposes:
-        parts.append((f"{a}.purpose IN ({_marks(purposes)})", list(purposes)))
+        parts.append((f"{a}.purpose IN ({_marks(purposes)})", purposes))
     if ad.state:
         parts.append((f"{a}.state = ?", [ad.state]))
     if ad.city_keys:
@@ -394,6 +409,7 @@ class SearchSql(ABC):
         address = q.address or AddressRule()
         purposes = [p for p in (address.purposes or PRACTICE) if p in PRACTICE]
         conds = _address_where(address, "l", purposes=purposes) + _filters(q, "l.npi", skip={"address"})
+        conds.append((f"l.{PRACTICE_ONLY}", []))
         found: dict[int, tuple[float, int]] = {}  # npi -> (distance, rank) of its nearest location
         dist: dict[tuple[float, float], float] = {}
 
