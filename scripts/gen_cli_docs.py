@@ -31,6 +31,7 @@ COMMANDS = [
     "plans set",
     "history",
     "changes",
+    "enrich",
     "sync",
     "webhooks",
     "webhooks create",

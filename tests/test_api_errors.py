@@ -48,6 +48,7 @@ GOOD_PATH = {
     "name": "walk-plan",
     "webhook_id": "1",
     "delivery_id": "1",
+    "job_id": "job_0123456789abcdef",
 }
 BAD_PATH = {
     "npi": ["12345", "abcdefghij", "1" * 300, "%00"],
@@ -56,13 +57,17 @@ BAD_PATH = {
     "name": ["x" * 65],
     "webhook_id": ["abc", "1.5", "-", "0", HUGE],
     "delivery_id": ["abc", "1.5", "-", "0", HUGE],
+    "job_id": ["nope", "job_" + "x" * 300, "%00", "<>", HUGE],
 }
 GOOD_QUERY = {"/api/v1/providers/search": {"last_name": "SMITH"}}
 BAD_QUERY = ["<>", "", HUGE, "-1"]
 BAD_HEADER = {"enrichment": "<>"}
-BODIES: dict[tuple[str, str], dict[str, Any] | None] = {
+BODIES: dict[tuple[str, str], dict[str, Any] | bytes | None] = {
     ("POST", "/api/v1/npi/bulk"): {"npis": [ACTIVE_NPI]},
     ("POST", "/api/v1/match"): {"records": [{"npi": ACTIVE_NPI, "last_name": "DUBOSE"}]},
+    ("POST", "/api/v1/verify"): {"npi": ACTIVE_NPI, "last_name": "DUBOSE"},
+    ("POST", "/api/v1/verify/bulk"): {"records": [{"npi": ACTIVE_NPI}]},
+    ("POST", "/api/v1/jobs/enrich"): f"NPI,Last Name\n{ACTIVE_NPI},DUBOSE\n".encode(),  # a CSV, not JSON
     ("POST", "/admin/v1/keys"): {"name": "walk", "plan": "free"},
     ("PUT", "/admin/v1/plans/{name}"): {"monthlyCredits": 10, "requestsPerMinute": 5, "enrichment": False},
     ("POST", "/admin/v1/keys/{key_id}/{action}"): None,  # reads no body
@@ -77,6 +82,13 @@ KNOWN = {
     ("POST", "/api/v1/npi/bulk"),
     ("POST", "/api/v1/match"),
     ("GET", "/api/v1/providers/search"),
+    ("POST", "/api/v1/verify"),
+    ("POST", "/api/v1/verify/bulk"),
+    ("POST", "/api/v1/jobs/enrich"),
+    ("GET", "/api/v1/jobs/{job_id}"),
+    ("GET", "/api/v1/jobs/{job_id}/result"),
+    ("GET", "/api/v1/jobs/{job_id}/review"),
+    ("GET", "/api/v1/jobs/{job_id}/errors"),
     ("GET", "/admin/v1/keys"),
     ("POST", "/admin/v1/keys"),
     ("POST", "/admin/v1/keys/{key_id}/{action}"),
@@ -219,7 +231,11 @@ def test_every_route_answers_errors_in_one_envelope(api: TestClient, keys: dict[
                     f"{method} {route.path}: say in BODIES what body it takes"
                 )
             good_body_obj = BODIES.get((method, route.path))
-            good_body = json.dumps(good_body_obj).encode() if good_body_obj is not None else None
+            good_body = (
+                good_body_obj
+                if isinstance(good_body_obj, bytes) or good_body_obj is None
+                else json.dumps(good_body_obj).encode()
+            )
             good_path = fill(route.path, GOOD_PATH)
             good_query = GOOD_QUERY.get(route.path, {})
 
@@ -330,6 +346,19 @@ def test_malformed_bulk_bodies_get_the_contract_400(
             "/api/v1/npi/bulk", headers={**headers, "Content-Type": "application/json"}, content=body
         )
         assert_error(r, 400, "invalid_bulk_request", BULK_MESSAGE)
+        assert "x-quota-remaining" not in r.headers
+
+
+@pytest.mark.parametrize(
+    "body", BAD_BODIES + [b'{"npi": 1114920162}', b'{"npi": "1114920162", "x": 1}', b'{"records": [[]]}']
+)
+@pytest.mark.parametrize("path", ["/api/v1/verify", "/api/v1/verify/bulk"])
+def test_malformed_verify_bodies_are_400_invalid_verify_request(
+    api: TestClient, keys: dict[str, str], path: str, body: bytes
+) -> None:
+    for headers in ({}, bearer(keys["client"])):  # the body is checked before the key
+        r = api.post(path, headers={**headers, "Content-Type": "application/json"}, content=body)
+        assert_error(r, 400, "invalid_verify_request")
         assert "x-quota-remaining" not in r.headers
 
 

@@ -466,6 +466,7 @@ def demo(
 
 
 from npistack import cli_api as _cli_api  # noqa: E402,F401  (registers serve, keys, plans)
+from npistack import cli_enrich as _cli_enrich  # noqa: E402,F401  (registers enrich)
 from npistack import cli_match as _cli_match  # noqa: E402,F401  (registers match, match-eval)
 from npistack import cli_sync as _cli_sync  # noqa: E402,F401  (registers sync)
 from npistack import cli_updates as _cli_updates  # noqa: E402,F401  (registers history, changes)

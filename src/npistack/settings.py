@@ -133,6 +133,38 @@ class Settings(BaseSettings):
             "and another worker (or its restart) sends them."
         ),
     )
+    verify_email_dns: bool = Field(
+        default=False,
+        description=(
+            "Provider verification (`POST /api/v1/verify`) also asks DNS whether an email's domain accepts "
+            "mail (MX, else A/AAAA; needs the network). Off: syntax and a plausible domain only."
+        ),
+    )
+
+    jobs_dir: str = Field(
+        default="",
+        description=(
+            "Folder for list enrichment jobs (`POST /api/v1/jobs/enrich`): uploads and results. Empty means "
+            "a folder beside the SQLite store (npistack.jobs), or DATA_DIR/jobs with PostgreSQL."
+        ),
+    )
+    jobs_max_upload_bytes: int = Field(
+        default=1 << 30,
+        ge=1,
+        description="Largest CSV an enrichment job accepts, in bytes (a larger upload gets 413 upload_too_large).",
+    )
+    jobs_workers: int = Field(
+        default=2,
+        ge=0,
+        description="Matching processes each enrichment job uses (0: in the job's own process).",
+    )
+    jobs_runner: bool = Field(
+        default=True,
+        description=(
+            "Run queued enrichment jobs in this server process. false: only accept them (another server "
+            "process on the same state database and jobs folder runs them)."
+        ),
+    )
 
     def resolved_download_dir(self) -> Path:
         return Path(self.download_dir) if self.download_dir else self.data_dir / "downloads"

@@ -145,11 +145,13 @@ def create_app(
     app.add_exception_handler(RequestValidationError, errors.validation_error_handler)
     app.add_exception_handler(Exception, errors.unhandled_error_handler)
 
-    from npistack.api.routes import admin, changes, cms, match, ops, v1, webhooks
+    from npistack.api.routes import admin, changes, cms, jobs, match, ops, v1, verify, webhooks
 
     app.include_router(v1.router)
     app.include_router(changes.router)
     app.include_router(match.router)
+    app.include_router(verify.router)
+    app.include_router(jobs.router)
     app.include_router(cms.router)
     app.include_router(admin.router)
     app.include_router(webhooks.router)

@@ -38,9 +38,14 @@ CONTRACT: dict[str, tuple[int, str]] = {
     "invalid_changes_request": (400, "The change feed request is not valid."),
     "invalid_webhook": (400, "The webhook subscription is not valid."),
     "invalid_match_request": (400, "The match request is not valid."),
+    "invalid_verify_request": (400, "The verification request is not valid."),
     "webhook_not_found": (404, "No webhook subscription has that id."),
     "delivery_not_found": (404, "No webhook delivery has that id."),
     "not_found": (404, "No such endpoint."),
+    "invalid_csv": (400, "The uploaded CSV cannot be used."),
+    "job_not_found": (404, "No enrichment job has that id."),
+    "job_not_ready": (409, "The enrichment job has not succeeded (yet)."),
+    "upload_too_large": (413, "The upload is too large."),
     "method_not_allowed": (405, "This endpoint does not accept that HTTP method."),
 }
 

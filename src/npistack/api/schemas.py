@@ -137,3 +137,82 @@ _DESCRIPTIONS = {
     500: "internal_error",
     502: "upstream_unavailable",
 }
+
+
+# -- provider verification (POST /api/v1/verify, /api/v1/verify/bulk) ---------------------------
+
+
+class VerifyCheck(BaseModel):
+    status: str = Field(description="pass, close, warning, fail, not_checked or not_supplied")
+    reason: str
+    claimed: Any = Field(description="The value compared, normalized (E.164 phone, standardized address)")
+    registry: Any = Field(description="What the registry holds for this field")
+    matched: str | None = Field(description="Which registry value agreed: primary, mailing, legal, dba ...")
+
+
+class VerifyChecks(BaseModel):
+    npiFormat: VerifyCheck
+    npiExists: VerifyCheck
+    npiActive: VerifyCheck
+    name: VerifyCheck
+    credential: VerifyCheck
+    address: VerifyCheck
+    phone: VerifyCheck
+    phoneValid: VerifyCheck
+    fax: VerifyCheck
+    email: VerifyCheck
+
+
+class VerifyProvider(BaseModel):
+    entityType: str | None
+    name: str | None
+    status: str | None
+    lastUpdated: str | None
+    releaseDate: str | None
+
+
+class VerifyResult(BaseModel):
+    ref: str | None
+    npi: str
+    status: str = Field(description="verified or needs_review")
+    reasons: list[str]
+    checks: VerifyChecks
+    provider: VerifyProvider | None
+
+
+class VerifyMeta(BaseModel):
+    requestId: str
+
+
+class VerifyResponse(BaseModel):
+    data: VerifyResult
+    meta: VerifyMeta
+
+
+class VerifyBulkItem(BaseModel):
+    ref: str | None
+    npi: str
+    status: str = Field(description="verified, needs_review, upstream_error or quota_exceeded")
+    reasons: list[str]
+    checks: VerifyChecks | None
+    provider: VerifyProvider | None
+    requestId: str
+    error: ErrorDetail | None
+
+
+class VerifyBulkCounts(BaseModel):
+    requested: int
+    verified: int
+    needsReview: int
+    upstreamErrors: int
+    quotaExceeded: int
+
+
+class VerifyBulkMeta(BaseModel):
+    requestId: str
+    counts: VerifyBulkCounts
+
+
+class VerifyBulkResponse(BaseModel):
+    data: list[VerifyBulkItem]
+    meta: VerifyBulkMeta

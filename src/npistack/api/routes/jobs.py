@@ -1,0 +1,352 @@
+"""List enrichment jobs (``/api/v1/jobs``): a CSV uploaded, matched in the background, downloaded.
+
+``POST /api/v1/jobs/enrich`` takes the CSV as the request body (``Content-Type: text/csv``), streams
+it to ``NPISTACK_JOBS_DIR``, reads its header (columns detected like ``npistack enrich``, overridable
+with ``column=field=Header`` query parameters) and counts its rows, then queues a job and answers
+202 with its id. ``GET /api/v1/jobs/{id}`` shows its progress; ``/result``, ``/review`` and
+``/errors`` download its files once it succeeded (409 ``job_not_ready`` before). A job belongs to the
+key that created it: any other key gets 404 ``job_not_found``.
+
+Metering: one credit per data row of the upload (readable or not), reserved when the job is
+accepted (all or nothing: 403 ``quota_exceeded`` if fewer credits are left), given back if the job
+fails. Polling and downloads cost nothing but count against the requests per minute.
+
+Jobs run in ``npistack.worker.jobs`` (a runner thread per server process, started and stopped by
+this router's lifespan); their records live in the API's state database, so they survive restarts.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import APIRouter, FastAPI, Query, Request
+from fastapi.responses import FileResponse, Response
+from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
+
+from npistack.api.app import app_state
+from npistack.api.errors import ApiError, json_response, request_id
+from npistack.api.metering import admit, refund
+from npistack.api.schemas import error_responses
+from npistack.services.csv_columns import FIELDS, parse_overrides
+from npistack.services.csv_input import EnrichError
+from npistack.services.enrich_csv import inspect_csv
+from npistack.services.enrich_match import STATUSES
+from npistack.settings import Settings
+from npistack.storage.jobs import Job, JobsDb, new_job_id
+from npistack.worker.jobs import ERRORS, INPUT, RESULT, REVIEW, JobRunner, JobsConfig, job_dir
+
+log = logging.getLogger("npistack.api")
+PREFIX = "/api/v1/jobs"
+FILES = {"result": (RESULT, ""), "review": (REVIEW, ".review"), "errors": (ERRORS, ".errors")}
+
+
+def jobs_dir_of(settings: Settings, store_url: str) -> Path:
+    """``NPISTACK_JOBS_DIR``, else a folder beside a SQLite store (``npistack.jobs``), else DATA_DIR/jobs."""
+    if settings.jobs_dir:
+        return Path(settings.jobs_dir)
+    from npistack.storage.accounts import accounts_target
+
+    dialect, target = accounts_target(store_url)
+    if dialect == "sqlite":
+        accounts = Path(target)  # npistack.accounts.db -> npistack.jobs
+        return accounts.with_name(accounts.name.split(".accounts", 1)[0] + ".jobs")
+    return settings.data_dir / "jobs"
+
+
+@dataclass
+class JobsState:
+    db: JobsDb
+    config: JobsConfig
+    runner: JobRunner | None
+
+
+def jobs_state(app: Any) -> JobsState:
+    js: JobsState = app.state.jobs
+    return js
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    st = app_state(app)
+    url = st.settings.resolved_database_url()
+    config = JobsConfig(
+        store_url=url,
+        jobs_dir=jobs_dir_of(st.settings, url),
+        workers=st.settings.jobs_workers,
+        nucc_csv=st.settings.nucc_csv,
+    )
+    db = JobsDb(url)
+    runner = None
+    if st.settings.jobs_runner:
+        runner = JobRunner(config, on_failed=lambda job: _refund_job(st.settings, job))
+        runner.start()
+    app.state.jobs = JobsState(db, config, runner)
+    try:
+        yield
+    finally:
+        if runner is not None:
+            await run_in_threadpool(runner.stop)
+        db.close()
+
+
+router = APIRouter(prefix=PREFIX, tags=["jobs"], lifespan=lifespan)
+
+
+def _refund_job(settings: Settings, job: Job) -> None:
+    """Give back the credits of a failed job (from the runner thread: its own connections)."""
+    from npistack.services.accounts import open_meter
+    from npistack.storage.accounts import AccountsDb
+
+    if job.credits <= 0:
+        return
+    db = AccountsDb(settings.resolved_database_url())
+    try:
+        key = db.key(job.key_id)
+        if key is not None:
+            open_meter(db, settings.redis_url).refund(key, credits=job.credits, now=datetime.now(UTC))
+    finally:
+        db.close()
+
+
+# -- shapes (OpenAPI) -----------------------------------------------------------------------------
+
+
+class JobRows(BaseModel):
+    total: int = Field(description="Data rows of the upload (the header and blank lines not counted)")
+    done: int = Field(description="Rows written so far")
+
+
+class JobLinks(BaseModel):
+    self: str
+    result: str
+    review: str
+    errors: str
+
+
+class JobOut(BaseModel):
+    id: str
+    status: str = Field(description="queued, running, succeeded or failed")
+    rows: JobRows
+    rowsPerSecond: float
+    counts: dict[str, int] = Field(description="Rows by match status: matched, ambiguous, no_match, error")
+    columns: dict[str, str] = Field(description="The column used for each field (field -> header)")
+    threshold: float | None
+    credits: int = Field(description="Credits charged (one per data row; given back if the job fails)")
+    attempts: int
+    error: str | None = Field(description="Why the job failed")
+    createdAt: str
+    startedAt: str | None
+    finishedAt: str | None
+    links: JobLinks
+
+
+class JobMeta(BaseModel):
+    requestId: str
+
+
+class JobResponse(BaseModel):
+    data: JobOut
+    meta: JobMeta
+
+
+def job_dict(job: Job) -> dict[str, Any]:
+    base = f"{PREFIX}/{job.id}"
+    return {
+        "id": job.id,
+        "status": job.status,
+        "rows": {
+            "total": job.rows_total,
+            "done": job.rows_total if job.status == "succeeded" else job.rows_done,
+        },
+        "rowsPerSecond": job.rows_per_s,
+        "counts": {s: int(job.counts.get(s, 0)) for s in STATUSES},
+        "columns": job.columns,
+        "threshold": job.options.get("threshold"),
+        "credits": job.credits,
+        "attempts": job.attempts,
+        "error": job.error,
+        "createdAt": job.created_at,
+        "startedAt": job.started_at,
+        "finishedAt": job.finished_at,
+        "links": {
+            "self": base,
+            "result": f"{base}/result",
+            "review": f"{base}/review",
+            "errors": f"{base}/errors",
+        },
+    }
+
+
+_CSV_EXAMPLE = "NPI,First Name,Last Name,City,State\n1114920162,Jon,Dubose,Tarboro,NC\n,Michael,Nagowski,,\n"
+_UPLOAD = {
+    "requestBody": {
+        "required": True,
+        "description": "The CSV file itself (UTF-8 or Windows-1252; comma, semicolon, tab or pipe).",
+        "content": {"text/csv": {"schema": {"type": "string"}, "example": _CSV_EXAMPLE}},
+    }
+}
+_COLUMN_HELP = (
+    "A column override, FIELD=HEADER (repeatable; FIELD= leaves a field out). Fields: " + ", ".join(FIELDS)
+)
+_THRESHOLD_HELP = "Confidence a match needs (default 0.9); rows below it are ambiguous or no_match"
+_CSV_RESPONSE = {"content": {"text/csv": {"schema": {"type": "string"}}}}
+
+
+# -- routes -----------------------------------------------------------------------------------------
+
+
+@router.post(
+    "/enrich",
+    summary="Upload a CSV of providers to match and enrich (a background job)",
+    status_code=202,
+    response_model=None,
+    responses={
+        202: {"model": JobResponse, "description": "Queued: poll the job, download the result when done"},
+        **error_responses(400, 401, 403, 413, 429, 500),
+    },
+    openapi_extra=_UPLOAD,
+)
+async def create_enrich_job(
+    request: Request,
+    column: Annotated[list[str] | None, Query(description=_COLUMN_HELP)] = None,
+    threshold: Annotated[float | None, Query(gt=0, le=1, description=_THRESHOLD_HELP)] = None,
+) -> Response:
+    st = app_state(request.app)
+    js = jobs_state(request.app)
+    try:
+        overrides = parse_overrides(column or [])
+    except EnrichError as e:
+        raise ApiError("invalid_request", str(e)) from None
+    ctype = request.headers.get("content-type", "").lower()
+    if ctype.startswith("multipart/"):
+        raise ApiError(
+            "invalid_csv",
+            "Send the CSV file itself as the request body (Content-Type: text/csv), not a multipart form: "
+            "curl --data-binary @file.csv -H 'Content-Type: text/csv'.",
+        )
+    limit = st.settings.jobs_max_upload_bytes
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise ApiError("upload_too_large", f"The upload is larger than {limit:,} bytes.")
+    uploads = js.config.jobs_dir / ".uploads"
+    job_id = new_job_id()
+    tmp = uploads / f"{job_id}.csv"
+    folder = job_dir(js.config.jobs_dir, job_id)
+    try:
+        await run_in_threadpool(uploads.mkdir, parents=True, exist_ok=True)
+        size = 0
+        with tmp.open("wb") as fh:
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise ApiError("upload_too_large", f"The upload is larger than {limit:,} bytes.")
+                fh.write(chunk)
+        if size == 0:
+            raise ApiError("invalid_csv", "The body is empty: send the CSV file as the request body.")
+        try:
+            info = await run_in_threadpool(inspect_csv, tmp, overrides)
+        except EnrichError as e:
+            raise ApiError("invalid_csv", f"The CSV cannot be used: {e}.") from None
+        if info.rows == 0:
+            raise ApiError("invalid_csv", "The CSV has a header but no data rows.")
+        adm = admit(st, request, units=info.rows)
+        try:
+            folder.mkdir(parents=True)
+            os.replace(tmp, folder / INPUT)
+            options = {"columns": overrides, "threshold": threshold}
+            job = js.db.create(
+                job_id=job_id,
+                key_id=adm.key.id,
+                options=options,
+                columns=info.columns.as_dict(),
+                rows_total=info.rows,
+                credits=info.rows,
+            )
+        except BaseException:
+            refund(st, adm, info.rows)
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
+    finally:
+        tmp.unlink(missing_ok=True)
+    if js.runner is not None:
+        js.runner.wake()
+    body = {"data": job_dict(job), "meta": {"requestId": request_id(request)}}
+    return json_response(body, 202, {**adm.headers(), "Location": f"{PREFIX}/{job.id}"})
+
+
+def _job_of(request: Request, job_id: str) -> tuple[Job, dict[str, str]]:
+    """The caller's job (404 for anyone else's), after the key and the minute window (free)."""
+    st = app_state(request.app)
+    adm = admit(st, request, cost=0)
+    job = None
+    if job_id.startswith("job_") and len(job_id) <= 40 and job_id.isascii() and job_id[4:].isalnum():
+        job = jobs_state(request.app).db.get(job_id, key_id=adm.key.id)
+    if job is None:
+        raise ApiError("job_not_found", f"You have no enrichment job {job_id[:60]!r}.", headers=adm.headers())
+    return job, adm.headers()
+
+
+@router.get(
+    "/{job_id}",
+    summary="An enrichment job's status and progress",
+    response_model=None,
+    responses={200: {"model": JobResponse}, **error_responses(401, 403, 404, 429, 500)},
+)
+async def get_job(request: Request, job_id: str) -> Response:
+    job, headers = _job_of(request, job_id)
+    body = {"data": job_dict(job), "meta": {"requestId": request_id(request)}}
+    return json_response(body, 200, headers)
+
+
+def _download(request: Request, job_id: str, what: str) -> Response:
+    job, headers = _job_of(request, job_id)
+    if job.status != "succeeded":
+        why = f"failed: {job.error}" if job.status == "failed" else f"is {job.status}"
+        message = f"Job {job.id} {why}; its files are ready when its status is succeeded."
+        raise ApiError("job_not_ready", message, headers=headers)
+    name, suffix = FILES[what]
+    path = job_dir(jobs_state(request.app).config.jobs_dir, job.id) / name
+    if not path.is_file():
+        raise ApiError("job_not_found", f"The files of job {job.id} are gone.", headers=headers)
+    return FileResponse(
+        path, media_type="text/csv; charset=utf-8", filename=f"{job.id}{suffix}.csv", headers=headers
+    )
+
+
+@router.get(
+    "/{job_id}/result",
+    summary="Download the enriched CSV (every input row, then the nppes_* columns)",
+    response_model=None,
+    responses={200: _CSV_RESPONSE, **error_responses(401, 403, 404, 409, 429, 500)},
+)
+async def get_result(request: Request, job_id: str) -> Response:
+    return _download(request, job_id, "result")
+
+
+@router.get(
+    "/{job_id}/review",
+    summary="Download the review file: ambiguous rows with their candidates",
+    response_model=None,
+    responses={200: _CSV_RESPONSE, **error_responses(401, 403, 404, 409, 429, 500)},
+)
+async def get_review(request: Request, job_id: str) -> Response:
+    return _download(request, job_id, "review")
+
+
+@router.get(
+    "/{job_id}/errors",
+    summary="Download the errors file: rows that could not be read, with their line numbers",
+    response_model=None,
+    responses={200: _CSV_RESPONSE, **error_responses(401, 403, 404, 409, 429, 500)},
+)
+async def get_errors(request: Request, job_id: str) -> Response:
+    return _download(request, job_id, "errors")

@@ -1,0 +1,248 @@
+"""Runs enrichment jobs (``POST /api/v1/jobs/enrich``).
+
+Each API server process has a ``JobRunner`` thread. It claims the oldest queued job (or a running
+one whose runner died: its lease ran out) and runs it in a child process,
+``python -m npistack.worker.jobs``, so matching never holds the server's GIL; the child matches with
+its own worker processes (``NPISTACK_JOBS_WORKERS``) and writes its progress into the job's record.
+While the child runs, the thread renews the job's lease. A server that stops gives its running job
+back (``queued``), and one that dies loses it when the lease ends: either way the next runner, in
+this server's restart or another process, runs it again from the start. A child whose server died
+stops by itself at the next batch.
+
+Files of a job live in ``JOBS_DIR/<job id>/``: ``input.csv`` (the upload), then ``result.csv``,
+``review.csv`` and ``errors.csv`` (renamed into place only when complete) and ``log.txt``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from npistack.errors import NpistackError
+from npistack.storage.jobs import Job, JobsDb
+
+log = logging.getLogger("npistack.jobs")
+
+INPUT, RESULT, REVIEW, ERRORS, LOG = "input.csv", "result.csv", "review.csv", "errors.csv", "log.txt"
+LEASE_S = 30.0
+MAX_ATTEMPTS = 3
+
+
+@dataclass(frozen=True)
+class JobsConfig:
+    store_url: str
+    jobs_dir: Path
+    workers: int = 2
+    nucc_csv: str = ""
+    lease_s: float = LEASE_S
+    poll_s: float = 1.0
+
+
+def job_dir(jobs_dir: Path, job_id: str) -> Path:
+    return jobs_dir / job_id
+
+
+class JobRunner:
+    """A thread that runs queued jobs one at a time, each in a child process."""
+
+    def __init__(self, config: JobsConfig, on_failed: Callable[[Job], None] | None = None) -> None:
+        self.config = config
+        self.on_failed = on_failed
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._db: JobsDb | None = None
+
+    def start(self) -> None:
+        self._db = JobsDb(self.config.store_url)
+        self._thread = threading.Thread(target=self._loop, name="npistack-jobs", daemon=True)
+        self._thread.start()
+
+    def wake(self) -> None:
+        """A job was queued: look now rather than at the next poll."""
+        self._wake.set()
+
+    def stop(self, timeout: float = 15.0) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+
+    def _loop(self) -> None:
+        assert self._db is not None
+        while not self._stop.is_set():
+            try:
+                job = self._db.claim(self.owner, self.config.lease_s)
+                if job is not None:
+                    self._run(self._db, job)
+                    after = self._db.get(job.id)
+                    if after is not None and after.status == "failed" and self.on_failed is not None:
+                        self.on_failed(after)
+                    continue
+            except Exception:  # a database hiccup must not end the runner
+                log.exception("enrichment job runner error")
+            self._wake.wait(self.config.poll_s)
+            self._wake.clear()
+
+    def _run(self, db: JobsDb, job: Job) -> None:
+        cfg = self.config
+        if job.attempts > MAX_ATTEMPTS:
+            db.finish(job.id, self.owner, status="failed", error=f"gave up after {MAX_ATTEMPTS} attempts")
+            return
+        folder = job_dir(cfg.jobs_dir, job.id)
+        if not (folder / INPUT).is_file():
+            db.finish(job.id, self.owner, status="failed", error="the uploaded file is gone")
+            return
+        env = {**os.environ, "NPISTACK_NUCC_CSV": cfg.nucc_csv}
+        args = [sys.executable, "-m", "npistack.worker.jobs", job.id, "--owner", self.owner]
+        args += ["--store-url", cfg.store_url, "--jobs-dir", str(cfg.jobs_dir)]
+        args += ["--workers", str(cfg.workers), "--lease-s", str(cfg.lease_s)]
+        with (folder / LOG).open("ab") as logf:
+            proc = subprocess.Popen(args, env=env, stdin=subprocess.DEVNULL, stdout=logf, stderr=logf)
+        rc: int | None = None
+        while rc is None:
+            try:
+                rc = proc.wait(timeout=min(2.0, cfg.lease_s / 3))
+            except subprocess.TimeoutExpired:
+                pass
+            else:
+                break
+            if self._stop.is_set() or not db.renew(job.id, self.owner, cfg.lease_s):
+                _end(proc)
+                if self._stop.is_set():
+                    db.requeue(job.id, self.owner)
+                return
+        after = db.get(job.id)
+        if after is not None and after.status == "running" and after.lease_owner == self.owner:
+            # The child ended without recording an outcome (killed, out of memory...).
+            tail = _tail(folder / LOG)
+            db.finish(
+                job.id, self.owner, status="failed", error=f"the enrichment process exited with {rc}: {tail}"
+            )
+
+
+def _end(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def _tail(path: Path) -> str:
+    try:
+        lines = [ln for ln in path.read_text(errors="replace").splitlines() if ln.strip()]
+    except OSError:
+        return "no log"
+    return lines[-1][:500] if lines else "no output"
+
+
+# -- the child process ----------------------------------------------------------------------------
+
+
+def run_job(job_id: str, owner: str, *, store_url: str, jobs_dir: Path, workers: int, lease_s: float) -> int:
+    """Run one claimed job to its end and record the outcome; the exit code of the child."""
+    from npistack.services.enrich_csv import EnrichCancelled, EnrichProgress, enrich_file
+
+    db = JobsDb(store_url)
+    try:
+        job = db.get(job_id)
+        if job is None or job.lease_owner != owner or job.status != "running":
+            return 3
+        folder = job_dir(jobs_dir, job_id)
+        parent = os.getppid()
+        lost = False
+        last = 0.0
+
+        def progress(p: EnrichProgress) -> None:
+            nonlocal lost, last
+            if time.monotonic() - last >= 0.5:
+                last = time.monotonic()
+                ok = db.progress(
+                    job_id, owner, rows_done=p.rows_done, rows_per_s=p.rows_per_s, counts=p.counts
+                )
+                lost = lost or not ok
+
+        def should_stop() -> bool:
+            return lost or os.getppid() != parent
+
+        options = job.options
+        try:
+            summary = enrich_file(
+                folder / INPUT,
+                folder / RESULT,
+                store_url=store_url,
+                review_path=folder / REVIEW,
+                errors_path=folder / ERRORS,
+                overrides=options.get("columns") or {},
+                threshold=float(options.get("threshold") or 0.9),
+                workers=workers,
+                rows_total=job.rows_total,
+                progress=progress,
+                should_stop=should_stop,
+            )
+        except EnrichCancelled:
+            return 3
+        except NpistackError as e:
+            db.finish(job_id, owner, status="failed", error=str(e))
+            return 0
+        except Exception as e:
+            db.finish(job_id, owner, status="failed", error=f"internal error: {type(e).__name__}: {e}")
+            raise
+        db.finish(
+            job_id,
+            owner,
+            status="succeeded",
+            rows_done=summary.rows,
+            rows_per_s=round(summary.rows_per_s, 1),
+            counts=summary.counts,
+        )
+        return 0
+    finally:
+        db.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(
+        prog="python -m npistack.worker.jobs", description="Run one claimed enrichment job."
+    )
+    p.add_argument("job_id")
+    p.add_argument("--owner", required=True)
+    p.add_argument("--store-url", required=True)
+    p.add_argument("--jobs-dir", required=True, type=Path)
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--lease-s", type=float, default=LEASE_S)
+    a = p.parse_args(argv)
+    # A runner stopping its server terminates us: unwind (the partial files are removed).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    with contextlib.suppress(KeyboardInterrupt):
+        return run_job(
+            a.job_id,
+            a.owner,
+            store_url=a.store_url,
+            jobs_dir=a.jobs_dir,
+            workers=a.workers,
+            lease_s=a.lease_s,
+        )
+    return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
