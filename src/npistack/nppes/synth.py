@@ -11,8 +11,12 @@ What the rows look like (shares are per ``npidata`` row, drawn independently):
 - ~76% individuals (Entity Type 1): physicians of many specialties (~30% of individuals), nurse
   practitioners, PAs, RNs, dentists, pharmacists, therapists, counselors and social workers, ... with
   1-4 taxonomy slots, licences, usually exactly one primary switch "Y" (a few rows have none, or "X").
-  Common US first names, most with nicknames (the ``nicknames`` package); ~7% carry an "other name":
-  a former (maiden) last name, type 1, or a nickname as professional name, type 2.
+  Names follow the 1990 US Census frequencies (``data/census_names.txt.gz``, its header says how):
+  88,799 surnames with a long tail (SMITH ~1.1% of individuals, the top 200 ~27%; in a 1M-row bundle
+  ~70% of individuals share their first + last name with nobody), O'BRIEN, VAN DYKE, DE LA CRUZ and
+  ST. JOHN spelled as written, ~2% hyphenated double last names; 1,222 male and 4,276 female first
+  names, about two thirds of people's with nicknames (the ``nicknames`` package). ~7% carry an "other
+  name": a former (maiden) last name, type 1, or a nickname as professional name, type 2.
 - ~21% organizations (Entity Type 2): clinics, group practices (with ``Taxonomy Group`` columns such as
   ``193400000X SINGLE SPECIALTY  GROUP``), pharmacies, hospitals, labs, home health, DME, nursing
   facilities, ambulance services, ... EIN is ``<UNAVAIL>``; ~45% have ``<UNAVAIL>``/``6`` as other
@@ -40,17 +44,21 @@ their single layout (``othername`` has 3 columns).
 
 from __future__ import annotations
 
+import gzip
 import shutil
 import tempfile
 import zipfile
+from bisect import bisect_right
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import date, timedelta
 from functools import cache
+from importlib import resources
+from itertools import accumulate
 from pathlib import Path
 from random import Random
-from typing import IO, TypeVar
+from typing import IO, Protocol, TypeVar
 
 from npistack.nppes.layout import CERTIFICATION_DATE, FILE_KINDS, GENDER, SEX, FileKind, canonical_columns
 from npistack.nppes.npi import make_npi
@@ -89,36 +97,6 @@ class SynthStats:
 
 # ---- reference data (seed independent) --------------------------------------------------------------
 # fmt: off
-_MALE = """JAMES ROBERT JOHN MICHAEL WILLIAM DAVID RICHARD JOSEPH THOMAS CHARLES CHRISTOPHER DANIEL MATTHEW
-ANTHONY MARK DONALD STEVEN PAUL ANDREW JOSHUA KENNETH KEVIN BRIAN GEORGE TIMOTHY RONALD EDWARD JASON
-JEFFREY RYAN JACOB GARY NICHOLAS ERIC JONATHAN STEPHEN LARRY JUSTIN SCOTT BRANDON BENJAMIN SAMUEL GREGORY
-ALEXANDER FRANK PATRICK RAYMOND JACK DENNIS JERRY TYLER AARON JOSE ADAM NATHAN HENRY DOUGLAS ZACHARY PETER
-KYLE WALTER HAROLD KEITH CHRISTIAN ROGER CARL TERRY SEAN ARTHUR LAWRENCE JESSE ALBERT ALAN JUAN WAYNE
-RALPH EUGENE VINCENT RUSSELL LOUIS PHILIP FREDERICK ALLEN EDWIN RAVI WEI AHMED MOHAMMED RAJESH CARLOS LUIS
-HUNG"""
-_FEMALE = """MARY PATRICIA JENNIFER LINDA ELIZABETH BARBARA SUSAN JESSICA SARAH KAREN LISA NANCY BETTY
-MARGARET SANDRA ASHLEY KIMBERLY EMILY DONNA MICHELLE CAROL AMANDA DOROTHY MELISSA DEBORAH STEPHANIE REBECCA
-SHARON LAURA CYNTHIA KATHLEEN AMY ANGELA SHIRLEY ANNA BRENDA PAMELA EMMA NICOLE HELEN SAMANTHA KATHERINE
-CHRISTINE DEBRA RACHEL CAROLYN JANET CATHERINE MARIA HEATHER DIANE JULIE JOYCE VICTORIA KELLY CHRISTINA
-LAUREN JOAN EVELYN OLIVIA JUDITH MEGAN CHERYL MARTHA ANDREA FRANCES HANNAH JACQUELINE ANN GLORIA JEAN
-KATHRYN ALICE TERESA SARA JANICE DORIS MADISON JULIA GRACE JUDY ABIGAIL MARIE DENISE BEVERLY AMBER THERESA
-MARILYN DANIELLE DIANA BRITTANY NATALIE SOPHIA ROSE ALEXANDRA PRIYA MEI FATIMA LUZ ALLISON SUSANNAH WENDY"""
-_LAST = """SMITH JOHNSON WILLIAMS BROWN JONES GARCIA MILLER DAVIS RODRIGUEZ MARTINEZ HERNANDEZ LOPEZ GONZALEZ
-WILSON ANDERSON THOMAS TAYLOR MOORE JACKSON MARTIN LEE PEREZ THOMPSON WHITE HARRIS SANCHEZ CLARK RAMIREZ
-LEWIS ROBINSON WALKER YOUNG ALLEN KING WRIGHT SCOTT TORRES NGUYEN HILL FLORES GREEN ADAMS NELSON BAKER
-HALL RIVERA CAMPBELL MITCHELL CARTER ROBERTS GOMEZ PHILLIPS EVANS TURNER DIAZ PARKER CRUZ EDWARDS COLLINS
-REYES STEWART MORRIS MORALES MURPHY COOK ROGERS GUTIERREZ ORTIZ MORGAN COOPER PETERSON BAILEY REED KELLY
-HOWARD RAMOS KIM COX WARD RICHARDSON WATSON BROOKS CHAVEZ WOOD BENNETT GRAY MENDOZA RUIZ HUGHES PRICE
-ALVAREZ CASTILLO SANDERS PATEL MYERS LONG ROSS FOSTER JIMENEZ POWELL JENKINS PERRY RUSSELL SULLIVAN BELL
-COLEMAN BUTLER HENDERSON BARNES FISHER VASQUEZ SIMMONS ROMERO PATTERSON HAMILTON GRAHAM REYNOLDS GRIFFIN
-WALLACE MORENO WEST COLE HAYES BRYANT HERRERA GIBSON ELLIS TRAN MEDINA AGUILAR STEVENS MURRAY FORD CASTRO
-MARSHALL OWENS HARRISON FERNANDEZ MCDONALD WOODS WASHINGTON KENNEDY WELLS VARGAS CHEN FREEMAN WEBB TUCKER
-GUZMAN BURNS CRAWFORD OLSON SIMPSON PORTER HUNTER GORDON SILVA SHAW SNYDER MASON DIXON MUNOZ HUNT HICKS
-HOLMES PALMER WAGNER BLACK ROBERTSON BOYD ROSE STONE SALAZAR FOX WARREN MILLS MEYER RICE SCHMIDT GARZA
-DANIELS FERGUSON NICHOLS STEPHENS SOTO WEAVER GARDNER PAYNE GRANT DUNN SPENCER HAWKINS ARNOLD PIERCE
-HANSEN PETERS SANTOS HART BRADLEY KNIGHT ELLIOTT CUNNINGHAM DUNCAN ARMSTRONG HUDSON CARROLL LANE RILEY
-SHAH SINGH KUMAR WANG LI ZHANG LIU YANG HUANG PARK CHOI WONG CHANG LIN O'BRIEN O'CONNOR MCCARTHY
-VAN_DYKE DE_LA_CRUZ ST._JOHN DIFILIPPO KOWALSKI NOWAK SCHWARTZ GOLDBERG FRIEDMAN ROTH WEISS"""
 _STREETS = """MAIN OAK PINE MAPLE CEDAR ELM WASHINGTON LAKE HILL PARK CHURCH HIGH CENTER SPRING RIVER MARKET
 BROAD JEFFERSON LINCOLN MADISON FRANKLIN JACKSON WALNUT CHESTNUT HOSPITAL MEDICAL_CENTER MEDICAL_PARK
 PROFESSIONAL COLLEGE UNIVERSITY SUNSET VALLEY RIDGE FOREST MEADOW CAPITAL HEALTH_PARK COMMERCE STATE KING
@@ -253,7 +231,61 @@ def _words(text: str) -> tuple[str, ...]:
 
 
 _T = TypeVar("_T")
+_T_co = TypeVar("_T_co", covariant=True)
 _Zip = tuple[str, str, str, str, tuple[str, ...]]  # zip5, city, state, county, valid NPA-NXX prefixes
+
+
+class _Pickable(Protocol[_T_co]):
+    """What ``_Gen.pick`` draws from: a sequence, or a ``_Weighted`` table."""
+
+    def __len__(self) -> int: ...
+    def __getitem__(self, index: int, /) -> _T_co: ...
+
+
+class _Weighted:
+    """Names with integer weights, indexed like the sequence that repeats each name ``weight`` times
+    (as ``_weighted`` expands a spec) without building it: ``len`` is the total weight and item ``i`` is
+    found by bisecting the cumulative weights, so a uniform ``_Gen.pick`` is a weighted pick.
+    ``draw(u)`` is the same pick for ``u = rnd()``, a little faster (for the hot name draws)."""
+
+    __slots__ = ("names", "cumulative", "total")
+    __iter__ = None  # not a real sequence: iterating would walk the total weight
+
+    def __init__(self, names: Sequence[str], weights: Sequence[int]) -> None:
+        if len(names) != len(weights):
+            raise ValueError(f"{len(names)} names but {len(weights)} weights")
+        self.names = tuple(names)
+        # floats compare faster than ints in the bisection, and are exact for totals below 2**53
+        self.cumulative: list[float] = [float(c) for c in accumulate(weights)]
+        self.total: int = sum(weights)
+        if not 0 < self.total < 2**53 or min(weights) <= 0:
+            raise ValueError("weights must be positive with a total below 2**53")
+
+    def __len__(self) -> int:
+        return self.total
+
+    def __getitem__(self, index: int, /) -> str:
+        if not 0 <= index < self.total:
+            raise IndexError(index)
+        return self.names[bisect_right(self.cumulative, index)]
+
+    def draw(self, u: float) -> str:
+        """The name at ``int(u * len(self))``, ``0 <= u < 1``: cumulative weights are whole numbers, so
+        bisecting at ``u * total`` itself finds the same name."""
+        return self.names[bisect_right(self.cumulative, u * self.total)]
+
+
+def _census_names() -> dict[str, _Weighted]:
+    """The ``last``, ``male`` and ``female`` tables of ``data/census_names.txt.gz`` (1990 US Census name
+    frequencies; its header says how the weights were derived)."""
+    raw = resources.files("npistack.nppes").joinpath("data", "census_names.txt.gz").read_bytes()
+    text = gzip.decompress(raw).decode("utf-8")
+    tables = {}
+    for section in text.split("\n[")[1:]:  # "last]\nSMITH\t10060000\n..."
+        title, _, body = section.partition("]\n")
+        fields = body.strip("\n").replace("\t", "\n").split("\n")  # name, weight, name, weight, ...
+        tables[title] = _Weighted(fields[0::2], [int(w) for w in fields[1::2]])
+    return tables
 
 
 @dataclass(frozen=True)
@@ -271,10 +303,10 @@ class _Kind:
 class _Tables:
     states: tuple[str, ...]  # weighted by population
     zips: dict[str, tuple[_Zip, ...]]  # per state
-    male: tuple[str, ...]
-    female: tuple[str, ...]
-    nicknames: dict[str, tuple[str, ...]]
-    last: tuple[str, ...]
+    male: _Weighted  # by 1990 US Census frequency
+    female: _Weighted
+    nicknames: dict[str, tuple[str, ...]]  # for every male and female name
+    last: _Weighted
     ind_kinds: tuple[_Kind, ...]  # weighted
     org_kinds: tuple[_Kind, ...]  # weighted
 
@@ -324,9 +356,10 @@ def _tables() -> _Tables:
     states = tuple(s for s in states if zips[s])
 
     namer = NickNamer()
-    male, female = _words(_MALE), _words(_FEMALE)
+    names = _census_names()
+    male, female, last = names["male"], names["female"], names["last"]
     nicknames = {}
-    for name in male + female:
+    for name in male.names + female.names:
         nicks = sorted(n.upper() for n in namer.nicknames_of(name.lower()) if n.isalpha() and len(n) > 2)
         nicknames[name] = tuple(n for n in nicks if n != name)
 
@@ -351,7 +384,7 @@ def _tables() -> _Tables:
         for w, c, t, grp in _ORG_KINDS
         for _ in range(w)
     ]
-    return _Tables(states, {s: tuple(v) for s, v in zips.items()}, male, female, nicknames, _words(_LAST),
+    return _Tables(states, {s: tuple(v) for s, v in zips.items()}, male, female, nicknames, last,
                    tuple(ind), tuple(org))  # fmt: skip
 
 
@@ -386,7 +419,7 @@ class _Gen:
             self.mult += 2
         self.offset = self.rng.randrange(10**8)
 
-    def pick(self, seq: Sequence[_T]) -> _T:
+    def pick(self, seq: _Pickable[_T]) -> _T:
         return seq[int(self.rnd() * len(seq))]
 
     def npi(self, i: int) -> str:
@@ -497,16 +530,17 @@ class _Gen:
 
     def person(self, female: bool) -> tuple[str, str, str]:
         rnd, t = self.rnd, self.t
-        first = self.pick(t.female if female else t.male)
+        names = t.female if female else t.male
+        first = names.draw(rnd())
         u = rnd()
-        middle = self.pick(t.female if female else t.male) if u < 0.35 else ""
+        middle = names.draw(rnd()) if u < 0.35 else ""
         if middle == first:
             middle = ""
         if 0.35 <= u < 0.65:
             middle = chr(65 + int(rnd() * 26)) + ("." if rnd() < 0.1 else "")
-        last = self.pick(t.last)
+        last = t.last.draw(rnd())
         if rnd() < 0.02:
-            last = f"{last}-{self.pick(t.last)}"
+            last = f"{last}-{t.last.draw(rnd())}"
         return last, first, middle
 
     def individual(self, r: list[str]) -> tuple[list[str], str, str]:
