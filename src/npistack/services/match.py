@@ -36,6 +36,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+import orjson
 from rapidfuzz import process
 from rapidfuzz.distance import OSA
 
@@ -52,7 +53,17 @@ from npistack.services.match_input import (
     org_key,
     parse,
 )
-from npistack.services.match_score import SWAPPED, Facts, Frequencies, Score, _name_weight, facts_of, score, w
+from npistack.services.match_score import (
+    SWAPPED,
+    Facts,
+    Frequencies,
+    Score,
+    _last_level,
+    _name_weight,
+    facts_of,
+    score,
+    w,
+)
 from npistack.storage import match as q_
 from npistack.storage.base import SqlStore, StoredProvider
 from npistack.storage.changes import versions_of
@@ -66,6 +77,9 @@ AMBIGUOUS_BEST = 0.2
 AMBIGUOUS_SUM = 0.5
 CANDIDATES_SHOWN = 5
 PRESCORED_MAX = 80  # candidates ranked by name, place and specialty from the indexes
+TIED_NAME = 2.0  # ... more when this many have a name within TIED_NAME of the best one's
+TIED_MAX = 4000
+CREDENTIAL_SAMPLE = 20_000  # documents read for the credentials' frequencies
 SCORED_MAX = 12  # candidates read whole and scored on every field
 STRONG_NAME = 6.0  # a name weight above this needs no typo search
 # Logistic recalibration of the posterior: conf = sigmoid(A * logit(p) + B), fitted by
@@ -118,6 +132,27 @@ def _sigmoid(x: float) -> float:
     return 1.0 / (1.0 + math.exp(-x)) if x > -700 else 0.0
 
 
+def _near(
+    key: str, vocab: dict[tuple[str, int], list[str]], limit: int | None, shortest: int = 4
+) -> list[str]:
+    """Keys of ``vocab`` (grouped by first letter and length) within one edit of ``key`` (up to 5
+    letters) or two, with the same first letter, nearest first; ``key`` itself is left out, and
+    keys shorter than ``shortest`` have none."""
+    if len(key) < shortest:
+        return []
+    edits = 1 if len(key) <= 5 else 2
+    pool = [k for n in range(len(key) - edits, len(key) + edits + 1) for k in vocab.get((key[0], n), ())]
+    found = process.extract(key, pool, scorer=OSA.distance, score_cutoff=edits, limit=limit)
+    return [k for k, d, _ in sorted(found, key=lambda x: x[1]) if k != key]
+
+
+def _org_prefixes(key: str) -> list[str]:
+    """Name key prefixes for an organization key: as written, with "&" for "AND" (name keys keep
+    the ampersand), and after "THE"."""
+    forms = [key, key.replace(" AND ", " & ")]
+    return list(dict.fromkeys([*forms, *("THE " + f for f in forms)]))
+
+
 def calibrate(p: float) -> float:
     a, b = CALIBRATION
     if p <= 0.0:
@@ -137,10 +172,22 @@ class Matcher:
         self.threshold = threshold
         totals = q_.entity_counts(store)
         self._counts: _Lru = _Lru(200_000)
-        self.freq = Frequencies(self._last_count, self._first_count, totals)
+        self.freq = Frequencies(
+            self._last_count,
+            self._first_count,
+            totals,
+            last_near=self._last_near,
+            first_near=self._first_near,
+            code=self._code_count,
+            credential=self._credential_share,
+        )
+        self._credentials: dict[str, float] | None = None
+        self._firsts: dict[tuple[str, int], list[str]] | None = None
+        self._first_counts: dict[str, int] = {}
+        self._first_list: list[str] = []
         self._facts: _Lru = _Lru(50_000)
         self._vocab: dict[int, dict[tuple[str, int], list[str]]] = {}
-        self._pairs: _Lru = _Lru(200_000)
+        self._orgs: tuple[dict[tuple[str, int], list[str]], dict[str, list[str]]] | None = None
 
     # -- frequencies, vocabulary, facts ---------------------------------------------------------
     def _last_count(self, key: str) -> int:
@@ -149,10 +196,72 @@ class Matcher:
     def _first_count(self, key: str) -> int:
         return int(self._counts.get_or(("f", key), lambda: q_.first_key_count(self.store, key)))
 
-    def _fuzzy_keys(self, klass: int, key: str) -> list[str]:
+    def _credential_share(self, credential: str) -> float:
+        """Share of individuals holding a credential, from a sample of the registry."""
+        if self._credentials is None:
+            held: dict[str, int] = {}
+            people = 0
+            for raw in q_.sample_docs(self.store, CREDENTIAL_SAMPLE):
+                doc = orjson.loads(raw)
+                if doc.get("entityType") == "NPI-1":
+                    people += 1
+                    for c in set((doc.get("name") or {}).get("credentials") or ()):
+                        held[c] = held.get(c, 0) + 1
+            self._credentials = {c: n / people for c, n in held.items()} if people else {}
+        return self._credentials.get(credential, 0.0)
+
+    def _code_count(self, code: str) -> int:
+        return int(self._counts.get_or(("c", code), lambda: q_.code_count(self.store, code)))
+
+    def _last_near(self, key: str) -> int:
+        """How many people have a last name within a typo of ``key`` (other than ``key``)."""
+
+        def count() -> int:
+            return sum(self._last_count(k) for k in self._fuzzy_keys(1, key, limit=None))
+
+        return int(self._counts.get_or(("ln", key), count))
+
+    def _first_near(self, key: str) -> int:
+        """How many people have a first name within a typo of ``key`` (other than ``key``)."""
+        firsts = self._first_vocab()
+        return int(
+            self._counts.get_or(
+                ("fn", key), lambda: sum(self._first_counts.get(k, 0) for k in _near(key, firsts, None))
+            )
+        )
+
+    def _first_vocab(self) -> dict[tuple[str, int], list[str]]:
+        if self._firsts is None:
+            self._firsts = {}
+            for k, n in q_.first_vocabulary(self.store):
+                if k:
+                    self._first_counts[k] = n
+                    self._firsts.setdefault((k[0], len(k)), []).append(k)
+            self._first_list = sorted(self._first_counts)
+        return self._firsts
+
+    def _first_typos(self, key: str) -> list[str]:
+        """The registry's first names that ``key`` may be a typo of (``_first_level`` "typo"):
+        within one or two edits, or one starting with the other (3 letters at least)."""
+
+        def find() -> list[str]:
+            self._first_vocab()
+            if len(key) < 3:
+                return []
+            edits = 1 if len(key) <= 5 else 2  # any letter may be the wrong one, the first too
+            found = process.extract(
+                key, self._first_list, scorer=OSA.distance, score_cutoff=edits, limit=None
+            )
+            out = {k for k, _, _ in found}
+            out.update(
+                k for k in self._first_list if k[:3] == key[:3] and (k.startswith(key) or key.startswith(k))
+            )
+            return sorted(out - {key})
+
+        return list(self._counts.get_or(("ft", key), find))
+
+    def _fuzzy_keys(self, klass: int, key: str, limit: int | None = 10) -> list[str]:
         """Name keys within one (short names) or two edits of ``key``, same first letter."""
-        if len(key) < 4:
-            return []
         vocab = self._vocab.get(klass)
         if vocab is None:
             vocab = {}
@@ -160,9 +269,30 @@ class Matcher:
                 if k:
                     vocab.setdefault((k[0], len(k)), []).append(k)
             self._vocab[klass] = vocab
-        edits = 1 if len(key) <= 5 else 2
-        pool = [k for n in range(len(key) - edits, len(key) + edits + 1) for k in vocab.get((key[0], n), ())]
-        found = process.extract(key, pool, scorer=OSA.distance, score_cutoff=edits, limit=10)
+        return _near(key, vocab, limit)
+
+    def _org_vocab(self) -> tuple[dict[tuple[str, int], list[str]], dict[str, list[str]]]:
+        """Organization name keys by their ``org_key`` (legal form words dropped): the keys by
+        (first letter, length), and the registry's name keys of each."""
+        if self._orgs is None:
+            raw: dict[str, list[str]] = {}
+            for k in q_.name_vocabulary(self.store, 2):
+                if k:
+                    raw.setdefault(org_key(k), []).append(k)
+            grouped: dict[tuple[str, int], list[str]] = {}
+            for k in raw:
+                if k:
+                    grouped.setdefault((k[0], len(k)), []).append(k)
+            self._orgs = (grouped, raw)
+        return self._orgs
+
+    def _fuzzy_org_keys(self, key: str) -> list[str]:
+        """Organization keys (``org_key`` form) within two edits of ``key``, same first letter."""
+        if len(key) < 6:
+            return []
+        grouped, _ = self._org_vocab()
+        pool = [k for n in range(len(key) - 2, len(key) + 3) for k in grouped.get((key[0], n), ())]
+        found = process.extract(key, pool, scorer=OSA.distance, score_cutoff=2, limit=10)
         return [k for k, d, _ in sorted(found, key=lambda x: x[1]) if k != key]
 
     def _load(self, npis: Sequence[int]) -> dict[int, Facts]:
@@ -208,27 +338,25 @@ class Matcher:
         return q_.names_by_key(self.store, 1, keys, firsts)
 
     def _pair_weight(self, q: Parsed, last: str, first: str) -> float:
-        """The name weight of a (name key, first key) pair for the record (cached)."""
-        key = (q.org_key, q.person.last, q.person.first, last, first)
-        hit = self._pairs.get(key)
-        if hit is not None:
-            return float(hit)
+        """The name weight of a (name key, first key) pair for the record."""
         if q.entity_type == 2:
-            value = 10.0 if org_key(last) == q.org_key else 0.0
-        else:
-            cand = PersonName(last, first)
-            value = max(
-                _name_weight(PersonName(q.person.last, q.person.first), cand, "legal", self.freq)[0],
-                _name_weight(PersonName(q.person.first, q.person.last), cand, "legal", self.freq)[0]
-                + SWAPPED,
-            )
-        self._pairs.get_or(key, lambda: value)
-        return value
+            return 10.0 if org_key(last) == q.org_key else 0.0
+        cand, p = PersonName(last, first), q.person
+        straight = _name_weight(PersonName(p.last, p.first), cand, "legal", self.freq)[0]
+        if not (p.first and p.last and _last_level(p.first, last) in ("exact", "part", "typo")):
+            return straight  # the record's first name is not this candidate's last name: not swapped
+        return max(straight, _name_weight(PersonName(p.first, p.last), cand, "legal", self.freq)[0] + SWAPPED)
 
-    def _name_prescore(self, q: Parsed, rows: list[tuple[int, str, str]]) -> dict[int, float]:
+    def _name_prescore(
+        self, q: Parsed, rows: list[tuple[int, str, str]], pairs: dict[tuple[str, str], float]
+    ) -> dict[int, float]:
+        """The best name weight per NPI; ``pairs`` caches the weight of each distinct name pair
+        for this record (many rows share a common pair)."""
         best: dict[int, float] = {}
         for npi, last, first in rows:
-            value = self._pair_weight(q, last, first)
+            value = pairs.get((last, first))
+            if value is None:
+                value = pairs[last, first] = self._pair_weight(q, last, first)
             if value > best.get(npi, -math.inf):
                 best[npi] = value
         return best
@@ -236,9 +364,15 @@ class Matcher:
     def _shortlist(self, q: Parsed, pre: dict[int, float]) -> list[int]:
         """The candidates worth reading whole: best by name, then by where they practice and
         their specialty (read from the indexes, not the documents)."""
-        ranked = sorted(pre, key=lambda n: -pre[n])[:PRESCORED_MAX]
+        ranked = sorted(pre, key=lambda n: -pre[n])
         if len(ranked) <= SCORED_MAX:
             return ranked
+        # Every candidate whose name is nearly as good as the best one's is ranked by place and
+        # specialty (a common name shared by hundreds: the one at the record's address must not
+        # be cut at random); at least PRESCORED_MAX are.
+        best = pre[ranked[0]]
+        keep = sum(1 for n in ranked if pre[n] >= best - TIED_NAME)
+        ranked = ranked[: min(max(keep, PRESCORED_MAX), TIED_MAX)]
         extra = dict.fromkeys(ranked, 0.0)
         if q.state or q.zip5 or q.city_key:
             levels: dict[int, float] = {}
@@ -262,9 +396,10 @@ class Matcher:
 
     def _name_candidates(self, q: Parsed, notes: list[str]) -> dict[int, float]:
         found: dict[int, float] = {}
+        pairs: dict[tuple[str, str], float] = {}
 
         def add(rows: list[tuple[int, str, str]]) -> None:
-            for npi, v in self._name_prescore(q, rows).items():
+            for npi, v in self._name_prescore(q, rows, pairs).items():
                 if v > found.get(npi, -math.inf):
                     found[npi] = v
 
@@ -278,8 +413,8 @@ class Matcher:
                 if typo_keys:
                     firsts = sorted(name_variants(p.first) | {p.first}) if len(p.first) > 1 else None
                     add(q_.names_by_key(self.store, 1, typo_keys, firsts))
-                if p.first:
-                    add(q_.names_by_key(self.store, 1, [p.last], None))  # first name mistyped
+                if len(p.first) > 1:  # the first name mistyped
+                    add(q_.names_by_key(self.store, 1, [p.last], self._first_typos(p.first)))
                 if p.first and len(p.first) > 1 and (q.zip5 or q.city_key):
                     add(
                         q_.names_in_area(
@@ -292,8 +427,8 @@ class Matcher:
                         )
                     )
         elif q.entity_type == 2 and q.org_key:
-            add(q_.names_by_prefix(self.store, 2, q.org_key))
-            add(q_.names_by_prefix(self.store, 2, "THE " + q.org_key))
+            for prefix in _org_prefixes(q.org_key):
+                add(q_.names_by_prefix(self.store, 2, prefix))
             if max(found.values(), default=-math.inf) <= STRONG_NAME:
                 first_word = q.org_key.split()[0]
                 if q.zip5 or q.city_key:
@@ -307,8 +442,8 @@ class Matcher:
                             state=q.state,
                         )
                     )
-                for k in self._fuzzy_keys(2, q.org_key)[:5]:
-                    add(q_.names_by_prefix(self.store, 2, k, limit=200))
+                for k in self._fuzzy_org_keys(q.org_key)[:5]:
+                    add(q_.names_by_key(self.store, 2, self._org_vocab()[1][k]))
         return found
 
     # -- matching -------------------------------------------------------------------------------

@@ -31,7 +31,9 @@ def w(m: float, u: float) -> float:
 # (m, u) per level; the u of name agreement comes from the registry's name frequencies instead.
 LAST = {"exact": 0.90, "other_name": 0.05, "part": 0.03, "typo": 0.03, "different": 0.02}
 FIRST = {"exact": 0.85, "nickname": 0.08, "initial": 0.03, "typo": 0.02, "different": 0.02}
-U_TYPO = 1e-3
+U_TYPO = 1e-3  # a name within a typo of the record's, when the registry's vocabulary is not at hand
+U_CODE_MIN = 2e-3  # a rare taxonomy code is not stronger evidence than this
+U_CREDENTIAL_MIN = 5e-3  # ... nor a rare credential
 # Floors of name frequencies: a name rarer than this is not stronger evidence (a rare first name
 # in a CRM is as often someone's nickname or typo as it is the provider's own).
 U_LAST_MIN = 2e-5
@@ -178,10 +180,25 @@ class Score:
 
 
 class Frequencies:
-    """u-probabilities of name agreement: the share of providers with a name (at least one)."""
+    """u-probabilities of agreement, from the registry: the share of providers with a name (at
+    least one), with a name within a typo of one, with a nickname of a first name, with a taxonomy
+    code. Without the ``near`` and ``code`` callables the fixed u's of the tables are used."""
 
-    def __init__(self, last: Any, first: Any, totals: dict[int, int]) -> None:
+    def __init__(
+        self,
+        last: Any,
+        first: Any,
+        totals: dict[int, int],
+        *,
+        last_near: Any = None,
+        first_near: Any = None,
+        code: Any = None,
+        credential: Any = None,
+    ) -> None:
         self._last, self._first = last, first  # callables: key -> count
+        self._last_near, self._first_near = last_near, first_near  # key -> count within a typo
+        self._code = code  # taxonomy code -> providers holding it
+        self._credential = credential  # credential -> share of individuals holding it
         self.n_people = max(totals.get(1, 0), 1)
         self.n_orgs = max(totals.get(2, 0), 1)
 
@@ -190,6 +207,35 @@ class Frequencies:
 
     def first(self, key: str) -> float:
         return max(self._first(key) / self.n_people, U_FIRST_MIN)
+
+    def last_typo(self, key: str) -> float:
+        """Share of people whose last name is within a typo of ``key`` (not ``key`` itself)."""
+        if self._last_near is None:
+            return U_TYPO
+        return max(self._last_near(key) / self.n_people, U_LAST_MIN)
+
+    def first_typo(self, key: str) -> float:
+        if self._first_near is None:
+            return U_TYPO
+        return max(self._first_near(key) / self.n_people, U_FIRST_MIN)
+
+    def nickname(self, key: str) -> float:
+        """Share of people whose first name is a nickname (or full form) of ``key``."""
+        variants = name_variants(key) - {key}
+        return min(max(sum(self._first(v) for v in variants) / self.n_people, U_FIRST_MIN), 0.5)
+
+    def credential(self, creds: set[str]) -> float:
+        """Share of individuals holding one of ``creds``."""
+        if self._credential is None:
+            return CREDENTIAL["agree"][1]
+        return min(max(sum(self._credential(c) for c in creds), U_CREDENTIAL_MIN), 0.5)
+
+    def code(self, codes: frozenset[str] | set[str]) -> float:
+        """Share of providers holding one of ``codes``."""
+        if self._code is None:
+            return SPECIALTY["agree"][1]
+        n = self.n_people + self.n_orgs
+        return min(max(sum(self._code(c) for c in codes) / n, U_CODE_MIN), 0.5)
 
 
 def _last_level(a: str, b: str) -> str:
@@ -238,7 +284,7 @@ def _name_weight(
         elif lvl == "part":
             parts.append((w(LAST["part"], freq.last(c.last)), f"last_name: part of {c.last}"))
         elif lvl == "typo":
-            parts.append((w(LAST["typo"], U_TYPO), f"last_name: close ({q.last} / {c.last})"))
+            parts.append((w(LAST["typo"], freq.last_typo(q.last)), f"last_name: close ({q.last} / {c.last})"))
         else:
             parts.append((w(LAST["different"], 1.0), f"last_name: different ({c.last})"))
     lvl = _first_level(q.first, c.first)
@@ -246,14 +292,14 @@ def _name_weight(
         if lvl == "exact":
             parts.append((w(FIRST["exact"], freq.first(c.first)), f"first_name: exact ({c.first})"))
         elif lvl == "nickname":
-            u = min(3 * freq.first(c.first), 0.5)
+            u = freq.nickname(q.first)
             parts.append((w(FIRST["nickname"], u), f"first_name: nickname ({q.first} / {c.first})"))
         elif lvl == "initial":
             parts.append(
                 (w(FIRST["initial"], U_FIRST_INITIAL), f"first_name: initial ({q.first} / {c.first})")
             )
         elif lvl == "typo":
-            parts.append((w(FIRST["typo"], U_TYPO), f"first_name: close ({q.first} / {c.first})"))
+            parts.append((w(FIRST["typo"], freq.first_typo(q.first)), f"first_name: close ({q.first} / {c.first})"))
         else:
             parts.append((w(FIRST["different"], 1.0), f"first_name: different ({c.first})"))
     if q.middle and c.middle:
@@ -366,24 +412,24 @@ def score_phone(q: Parsed, f: Facts, s: Score) -> None:
         s.add(w(*PHONE["different"]), "phone: not on record")
 
 
-def score_specialty(q: Parsed, f: Facts, s: Score) -> None:
+def score_specialty(q: Parsed, f: Facts, s: Score, freq: Frequencies) -> None:
     if not q.specialty or not f.codes:
         return
     if not q.codes:
         s.add(0.0, f"specialty: {q.specialty!r} not recognized")
-    elif q.codes & set(f.codes):
-        s.add(w(*SPECIALTY["agree"]), "specialty: agrees")
+    elif same := q.codes & set(f.codes):
+        s.add(w(SPECIALTY["agree"][0], freq.code(same)), "specialty: agrees")
     elif any(related(a, b) for a in q.codes for b in f.codes):
         s.add(w(*SPECIALTY["related"]), "specialty: same field")
     else:
         s.add(w(*SPECIALTY["different"]), "specialty: different")
 
 
-def score_credential(q: Parsed, f: Facts, s: Score) -> None:
+def score_credential(q: Parsed, f: Facts, s: Score, freq: Frequencies) -> None:
     if not q.credentials or not f.credentials:
         return
-    if set(q.credentials) & f.credentials:
-        s.add(w(*CREDENTIAL["agree"]), "credential: agrees")
+    if same := set(q.credentials) & f.credentials:
+        s.add(w(CREDENTIAL["agree"][0], freq.credential(same)), "credential: agrees")
     else:
         s.add(w(*CREDENTIAL["different"]), f"credential: different ({', '.join(sorted(f.credentials))})")
 
@@ -417,9 +463,9 @@ def score(q: Parsed, f: Facts, freq: Frequencies, *, npi_weight: float, org_same
         score_org_name(q, f, freq, s, org_same_key)
     elif q.entity_type == 1:
         score_person_name(q.person, f, freq, s)
-        score_credential(q, f, s)
+        score_credential(q, f, s, freq)
     score_license(q, f, s)
     score_location(q, f, s)
     score_phone(q, f, s)
-    score_specialty(q, f, s)
+    score_specialty(q, f, s, freq)
     return s

@@ -86,10 +86,13 @@ def names_in_area(
         who, who_params = "n.name_key >= ? AND n.name_key < ?", [lo, hi]
     else:
         return []
+    # The area drives (a ZIP or a city holds far fewer providers than a common first name):
+    # SQLite keeps the order of a CROSS JOIN; PostgreSQL plans it from its statistics.
     rows = store._query(
         "SELECT DISTINCT n.npi, n.name_key, n.first_key FROM provider_locations l"
-        " JOIN provider_names n ON n.npi = l.npi"
-        f" WHERE {area} AND {who} AND n.name_type IN ('legal', 'other') AND n.entity_type = ? LIMIT ?",
+        " CROSS JOIN provider_names n"
+        f" WHERE n.npi = l.npi AND {area} AND {who} AND n.name_type IN ('legal', 'other') AND n.entity_type = ?"
+        " LIMIT ?",
         [*area_params, *who_params, entity_type, limit],
     )
     return [(int(r[0]), r[1], r[2]) for r in rows]
@@ -132,6 +135,30 @@ def first_key_count(store: SqlStore, key: str) -> int:
     )
 
 
+def first_vocabulary(store: SqlStore) -> list[tuple[str, int]]:
+    """Every individual's legal first name key, with how many individuals have it."""
+    return [
+        (r[0], int(r[1]))
+        for r in store._query(
+            "SELECT first_key, count(*) FROM provider_names WHERE name_type = 'legal' AND entity_type = 1"
+            " GROUP BY first_key"
+        )
+    ]
+
+
+def sample_docs(store: SqlStore, n: int) -> list[str]:
+    """The stored documents (JSON) of the ``n`` lowest NPIs: NPIs are issued at random, so this
+    is a sample of the registry that a query can read in NPI order."""
+    return [r[0] for r in store._query("SELECT doc FROM provider_docs ORDER BY npi LIMIT ?", (n,))]
+
+
+def code_count(store: SqlStore, code: str) -> int:
+    """How many providers hold this taxonomy code."""
+    return int(
+        store._query("SELECT count(DISTINCT npi) FROM provider_taxonomies WHERE code = ?", (code,))[0][0]
+    )
+
+
 def entity_counts(store: SqlStore) -> dict[int, int]:
     """Active and deactivated providers per entity type (deactivated stubs have none)."""
     return {
@@ -147,26 +174,30 @@ def name_vocabulary(store: SqlStore, klass: int) -> list[str]:
     return [r[0] for r in store._query("SELECT name_key FROM provider_name_keys WHERE klass = ?", (klass,))]
 
 
+_CHUNK = 900  # NPIs per IN list
+
+
 def places_of(store: SqlStore, npis: Sequence[int]) -> list[tuple[int, str, str, str]]:
     """(npi, state, city key, ZIP5) of every address of these NPIs (practice and mailing)."""
-    if not npis:
-        return []
-    return [
-        (int(r[0]), r[1], r[2], r[3])
-        for r in store._query(
-            f"SELECT npi, state, city_key, zip5 FROM provider_locations WHERE npi IN ({_marks(npis)})",
-            list(npis),
-        )
-    ]
+    out: list[tuple[int, str, str, str]] = []
+    for i in range(0, len(npis), _CHUNK):
+        part = list(npis[i : i + _CHUNK])
+        out += [
+            (int(r[0]), r[1], r[2], r[3])
+            for r in store._query(
+                f"SELECT npi, state, city_key, zip5 FROM provider_locations WHERE npi IN ({_marks(part)})", part
+            )
+        ]
+    return out
 
 
 def codes_of(store: SqlStore, npis: Sequence[int]) -> list[tuple[int, str]]:
     """(npi, taxonomy code) of these NPIs."""
-    if not npis:
-        return []
-    return [
-        (int(r[0]), r[1])
-        for r in store._query(
-            f"SELECT npi, code FROM provider_taxonomies WHERE npi IN ({_marks(npis)})", list(npis)
-        )
-    ]
+    out: list[tuple[int, str]] = []
+    for i in range(0, len(npis), _CHUNK):
+        part = list(npis[i : i + _CHUNK])
+        out += [
+            (int(r[0]), r[1])
+            for r in store._query(f"SELECT npi, code FROM provider_taxonomies WHERE npi IN ({_marks(part)})", part)
+        ]
+    return out
