@@ -77,14 +77,14 @@ AMBIGUOUS_BEST = 0.2
 AMBIGUOUS_SUM = 0.5
 CANDIDATES_SHOWN = 5
 PRESCORED_MAX = 80  # candidates ranked by name, place and specialty from the indexes
-TIED_NAME = 2.0  # ... more when this many have a name within TIED_NAME of the best one's
-TIED_MAX = 4000
+TIED_NAME = 9.0  # ... more when this many have a name within TIED_NAME (the most place adds) of the best
+TIED_MAX = 2000
 CREDENTIAL_SAMPLE = 20_000  # documents read for the credentials' frequencies
 SCORED_MAX = 12  # candidates read whole and scored on every field
 STRONG_NAME = 6.0  # a name weight above this needs no typo search
 # Logistic recalibration of the posterior: conf = sigmoid(A * logit(p) + B), fitted by
 # ``npistack match-eval --fit`` on a synthetic store (docs/matching.md).
-CALIBRATION = (1.2174, 1.4651)
+CALIBRATION = (1.4617, 1.3159)
 
 
 @dataclass
@@ -185,6 +185,7 @@ class Matcher:
         self._firsts: dict[tuple[str, int], list[str]] | None = None
         self._first_counts: dict[str, int] = {}
         self._first_list: list[str] = []
+        self._first_by_prefix: dict[str, list[str]] = {}
         self._facts: _Lru = _Lru(50_000)
         self._vocab: dict[int, dict[tuple[str, int], list[str]]] = {}
         self._orgs: tuple[dict[tuple[str, int], list[str]], dict[str, list[str]]] | None = None
@@ -238,24 +239,23 @@ class Matcher:
                     self._first_counts[k] = n
                     self._firsts.setdefault((k[0], len(k)), []).append(k)
             self._first_list = sorted(self._first_counts)
+            for k in self._first_list:
+                self._first_by_prefix.setdefault(k[:3], []).append(k)
         return self._firsts
 
     def _first_typos(self, key: str) -> list[str]:
         """The registry's first names that ``key`` may be a typo of (``_first_level`` "typo"):
-        within one or two edits, or one starting with the other (3 letters at least)."""
+        within one or two edits (the first letter right), or one starting with the other."""
 
         def find() -> list[str]:
-            self._first_vocab()
-            if len(key) < 3:
-                return []
-            edits = 1 if len(key) <= 5 else 2  # any letter may be the wrong one, the first too
-            found = process.extract(
-                key, self._first_list, scorer=OSA.distance, score_cutoff=edits, limit=None
-            )
-            out = {k for k, _, _ in found}
-            out.update(
-                k for k in self._first_list if k[:3] == key[:3] and (k.startswith(key) or key.startswith(k))
-            )
+            vocab = self._first_vocab()
+            out = set(_near(key, vocab, None, shortest=3))
+            if len(key) >= 3:
+                out.update(
+                    k
+                    for k in self._first_by_prefix.get(key[:3], ())
+                    if k.startswith(key) or key.startswith(k)
+                )
             return sorted(out - {key})
 
         return list(self._counts.get_or(("ft", key), find))
@@ -269,7 +269,7 @@ class Matcher:
                 if k:
                     vocab.setdefault((k[0], len(k)), []).append(k)
             self._vocab[klass] = vocab
-        return _near(key, vocab, limit)
+        return _near(key, vocab, limit, shortest=3)
 
     def _org_vocab(self) -> tuple[dict[tuple[str, int], list[str]], dict[str, list[str]]]:
         """Organization name keys by their ``org_key`` (legal form words dropped): the keys by
@@ -334,7 +334,8 @@ class Matcher:
             return q_.names_by_key(self.store, 1, keys, None)
         if len(p.first) == 1:
             return [r for r in q_.names_by_key(self.store, 1, keys, None) if r[2][:1] == p.first]
-        firsts = sorted(name_variants(p.first) | {p.first})
+        # the first name, its nicknames and the registry's first names it may be a typo of
+        firsts = sorted(name_variants(p.first) | {p.first} | set(self._first_typos(p.first)))
         return q_.names_by_key(self.store, 1, keys, firsts)
 
     def _pair_weight(self, q: Parsed, last: str, first: str) -> float:
@@ -408,24 +409,24 @@ class Matcher:
             add(self._person_rows(p, q))
             if p.first and p.last:
                 add(self._person_rows(PersonName(p.first, p.last, p.middle), q))  # swapped
-            if max(found.values(), default=-math.inf) <= STRONG_NAME and p.last:
+            weak = max(found.values(), default=-math.inf) <= STRONG_NAME
+            if p.last and (weak or p.last not in {last for last, _ in pairs}):
+                # the last name mistyped (also when only a part of it, or the swapped name, was found)
                 typo_keys = self._fuzzy_keys(1, p.last)
                 if typo_keys:
                     firsts = sorted(name_variants(p.first) | {p.first}) if len(p.first) > 1 else None
                     add(q_.names_by_key(self.store, 1, typo_keys, firsts))
-                if len(p.first) > 1:  # the first name mistyped
-                    add(q_.names_by_key(self.store, 1, [p.last], self._first_typos(p.first)))
-                if p.first and len(p.first) > 1 and (q.zip5 or q.city_key):
-                    add(
-                        q_.names_in_area(
-                            self.store,
-                            1,
-                            first_keys=sorted(name_variants(p.first) | {p.first}),
-                            zip5=q.zip5,
-                            city_key=q.city_key,
-                            state=q.state,
-                        )
+            if weak and p.last and p.first and len(p.first) > 1 and (q.zip5 or q.city_key):
+                add(
+                    q_.names_in_area(
+                        self.store,
+                        1,
+                        first_keys=sorted(name_variants(p.first) | {p.first}),
+                        zip5=q.zip5,
+                        city_key=q.city_key,
+                        state=q.state,
                     )
+                )
         elif q.entity_type == 2 and q.org_key:
             for prefix in _org_prefixes(q.org_key):
                 add(q_.names_by_prefix(self.store, 2, prefix))

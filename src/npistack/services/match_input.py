@@ -145,8 +145,34 @@ CREDENTIALS = frozenset(
         "MBBS",
         "FRCSC",
         "DABR",
+        "PMHNP",
+        "AGNP",
+        "ACNP",
+        "AGACNP",
+        "WHNP",
+        "NNP",
+        "CPNP",
+        "LMT",
+        "LISW",
+        "LCPC",
+        "LPCC",
+        "BCBA",
+        "CADC",
     ]
 )
+# Board-certification tails of hyphenated credentials ("FNP-BC", "PMHNP-BC", "CCC-SLP", "NP-C").
+CREDENTIAL_TAILS = frozenset(["BC", "C", "A", "P", "L", "SLP", "CCC"])
+
+
+def is_credential(word: str) -> bool:
+    """A credential token, also hyphenated or slashed ("CCC-SLP", "PMHNP-BC", "OTR/L")."""
+    if word in CREDENTIALS or word.replace("-", "").replace("/", "") in CREDENTIALS:
+        return True
+    parts = [x for x in word.replace("/", "-").split("-") if x]
+    return len(parts) > 1 and parts[0] in CREDENTIALS and all(
+        x in CREDENTIALS or x in CREDENTIAL_TAILS for x in parts[1:]
+    )
+
 # Words that make a one-field name an organization.
 ORG_WORDS = frozenset(
     [
@@ -312,7 +338,7 @@ def split_full_name(text: str) -> tuple[PersonName, list[str]]:
     tail_words = list(normalize_credentials(tail)) if tail.strip() else []
     head_words = _words(head)
     tail_is_creds = bool(tail_words) and all(
-        w in CREDENTIALS or w in SUFFIXES or (len(head_words) > 1 and len(w) <= 6) for w in tail_words
+        is_credential(w) or w in SUFFIXES or (len(head_words) > 1 and len(w) <= 6) for w in tail_words
     )
     if tail.strip() and not tail_is_creds:
         # "SMITH, ROBERT A[, MD]": last name first
