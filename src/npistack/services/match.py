@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -132,16 +132,33 @@ def _sigmoid(x: float) -> float:
     return 1.0 / (1.0 + math.exp(-x)) if x > -700 else 0.0
 
 
-def _near(
-    key: str, vocab: dict[tuple[str, int], list[str]], limit: int | None, shortest: int = 4
-) -> list[str]:
-    """Keys of ``vocab`` (grouped by first letter and length) within one edit of ``key`` (up to 5
-    letters) or two, with the same first letter, nearest first; ``key`` itself is left out, and
-    keys shorter than ``shortest`` have none."""
+class _Vocab(dict[tuple[str, int], list[str]]):
+    """Name keys grouped by (first letter, length), with the pools of neighbouring lengths cached."""
+
+    def __init__(self, keys: Iterable[str] = ()) -> None:
+        super().__init__()
+        self._pools: dict[tuple[str, int, int], list[str]] = {}
+        for k in keys:
+            if k:
+                self.setdefault((k[0], len(k)), []).append(k)
+
+    def pool(self, letter: str, lo: int, hi: int) -> list[str]:
+        """Keys starting with ``letter`` of a length from ``lo`` to ``hi``."""
+        got = self._pools.get((letter, lo, hi))
+        if got is None:
+            got = self._pools[letter, lo, hi] = [
+                k for n in range(lo, hi + 1) for k in self.get((letter, n), ())
+            ]
+        return got
+
+
+def _near(key: str, vocab: _Vocab, limit: int | None, shortest: int = 4) -> list[str]:
+    """Keys of ``vocab`` within one edit of ``key`` (up to 5 letters) or two, with the same first
+    letter, nearest first; ``key`` itself is left out, and keys shorter than ``shortest`` have none."""
     if len(key) < shortest:
         return []
     edits = 1 if len(key) <= 5 else 2
-    pool = [k for n in range(len(key) - edits, len(key) + edits + 1) for k in vocab.get((key[0], n), ())]
+    pool = vocab.pool(key[0], len(key) - edits, len(key) + edits)
     found = process.extract(key, pool, scorer=OSA.distance, score_cutoff=edits, limit=limit)
     return [k for k, d, _ in sorted(found, key=lambda x: x[1]) if k != key]
 
@@ -182,13 +199,13 @@ class Matcher:
             credential=self._credential_share,
         )
         self._credentials: dict[str, float] | None = None
-        self._firsts: dict[tuple[str, int], list[str]] | None = None
+        self._firsts: _Vocab | None = None
         self._first_counts: dict[str, int] = {}
         self._first_list: list[str] = []
         self._first_by_prefix: dict[str, list[str]] = {}
         self._facts: _Lru = _Lru(50_000)
-        self._vocab: dict[int, dict[tuple[str, int], list[str]]] = {}
-        self._orgs: tuple[dict[tuple[str, int], list[str]], dict[str, list[str]]] | None = None
+        self._vocab: dict[int, _Vocab] = {}
+        self._orgs: tuple[_Vocab, dict[str, list[str]]] | None = None
 
     # -- frequencies, vocabulary, facts ---------------------------------------------------------
     def _last_count(self, key: str) -> int:
@@ -231,13 +248,10 @@ class Matcher:
             )
         )
 
-    def _first_vocab(self) -> dict[tuple[str, int], list[str]]:
+    def _first_vocab(self) -> _Vocab:
         if self._firsts is None:
-            self._firsts = {}
-            for k, n in q_.first_vocabulary(self.store):
-                if k:
-                    self._first_counts[k] = n
-                    self._firsts.setdefault((k[0], len(k)), []).append(k)
+            self._first_counts = {k: n for k, n in q_.first_vocabulary(self.store) if k}
+            self._firsts = _Vocab(self._first_counts)
             self._first_list = sorted(self._first_counts)
             for k in self._first_list:
                 self._first_by_prefix.setdefault(k[:3], []).append(k)
@@ -264,14 +278,12 @@ class Matcher:
         """Name keys within one (short names) or two edits of ``key``, same first letter."""
         vocab = self._vocab.get(klass)
         if vocab is None:
-            vocab = {}
-            for k in q_.name_vocabulary(self.store, klass):
-                if k:
-                    vocab.setdefault((k[0], len(k)), []).append(k)
-            self._vocab[klass] = vocab
-        return _near(key, vocab, limit, shortest=3)
+            vocab = self._vocab[klass] = _Vocab(q_.name_vocabulary(self.store, klass))
+        return list(
+            self._counts.get_or(("fz", klass, key, limit), lambda: _near(key, vocab, limit, shortest=3))
+        )
 
-    def _org_vocab(self) -> tuple[dict[tuple[str, int], list[str]], dict[str, list[str]]]:
+    def _org_vocab(self) -> tuple[_Vocab, dict[str, list[str]]]:
         """Organization name keys by their ``org_key`` (legal form words dropped): the keys by
         (first letter, length), and the registry's name keys of each."""
         if self._orgs is None:
@@ -279,11 +291,7 @@ class Matcher:
             for k in q_.name_vocabulary(self.store, 2):
                 if k:
                     raw.setdefault(org_key(k), []).append(k)
-            grouped: dict[tuple[str, int], list[str]] = {}
-            for k in raw:
-                if k:
-                    grouped.setdefault((k[0], len(k)), []).append(k)
-            self._orgs = (grouped, raw)
+            self._orgs = (_Vocab(raw), raw)
         return self._orgs
 
     def _fuzzy_org_keys(self, key: str) -> list[str]:
@@ -291,7 +299,7 @@ class Matcher:
         if len(key) < 6:
             return []
         grouped, _ = self._org_vocab()
-        pool = [k for n in range(len(key) - 2, len(key) + 3) for k in grouped.get((key[0], n), ())]
+        pool = grouped.pool(key[0], len(key) - 2, len(key) + 2)
         found = process.extract(key, pool, scorer=OSA.distance, score_cutoff=2, limit=10)
         return [k for k, d, _ in sorted(found, key=lambda x: x[1]) if k != key]
 
@@ -377,7 +385,7 @@ class Matcher:
         extra = dict.fromkeys(ranked, 0.0)
         if q.state or q.zip5 or q.city_key:
             levels: dict[int, float] = {}
-            for npi, st, city, zip5 in q_.places_of(self.store, ranked):
+            for npi, st, city, zip5 in q_.places_of(self.store, ranked, q.state):
                 lvl = (
                     3.0
                     if q.zip5 and zip5 == q.zip5
@@ -390,6 +398,7 @@ class Matcher:
                 levels[npi] = max(levels.get(npi, 0.0), lvl)
             for npi, lvl in levels.items():
                 extra[npi] += 3.0 * lvl
+        ranked = sorted(ranked, key=lambda n: -(pre[n] + extra[n]))[:PRESCORED_MAX]
         if q.codes:
             for npi in {npi for npi, code in q_.codes_of(self.store, ranked) if code in q.codes}:
                 extra[npi] += 3.0
@@ -416,6 +425,7 @@ class Matcher:
                 if typo_keys:
                     firsts = sorted(name_variants(p.first) | {p.first}) if len(p.first) > 1 else None
                     add(q_.names_by_key(self.store, 1, typo_keys, firsts))
+            weak = max(found.values(), default=-math.inf) <= STRONG_NAME  # after the typo search
             if weak and p.last and p.first and len(p.first) > 1 and (q.zip5 or q.city_key):
                 add(
                     q_.names_in_area(

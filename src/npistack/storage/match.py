@@ -177,15 +177,18 @@ def name_vocabulary(store: SqlStore, klass: int) -> list[str]:
 _CHUNK = 900  # NPIs per IN list
 
 
-def places_of(store: SqlStore, npis: Sequence[int]) -> list[tuple[int, str, str, str]]:
-    """(npi, state, city key, ZIP5) of every address of these NPIs (practice and mailing)."""
+def places_of(store: SqlStore, npis: Sequence[int], state: str = "") -> list[tuple[int, str, str, str]]:
+    """(npi, state, city key, ZIP5) of every address of these NPIs (practice and mailing), only
+    those in ``state`` when given."""
     out: list[tuple[int, str, str, str]] = []
+    where = " AND state = ?" if state else ""
     for i in range(0, len(npis), _CHUNK):
-        part = list(npis[i : i + _CHUNK])
+        part: list[Any] = list(npis[i : i + _CHUNK])
         out += [
             (int(r[0]), r[1], r[2], r[3])
             for r in store._query(
-                f"SELECT npi, state, city_key, zip5 FROM provider_locations WHERE npi IN ({_marks(part)})", part
+                f"SELECT npi, state, city_key, zip5 FROM provider_locations WHERE npi IN ({_marks(part)}){where}",
+                [*part, state] if state else part,
             )
         ]
     return out
@@ -198,6 +201,8 @@ def codes_of(store: SqlStore, npis: Sequence[int]) -> list[tuple[int, str]]:
         part = list(npis[i : i + _CHUNK])
         out += [
             (int(r[0]), r[1])
-            for r in store._query(f"SELECT npi, code FROM provider_taxonomies WHERE npi IN ({_marks(part)})", part)
+            for r in store._query(
+                f"SELECT npi, code FROM provider_taxonomies WHERE npi IN ({_marks(part)})", part
+            )
         ]
     return out
