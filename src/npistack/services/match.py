@@ -332,19 +332,27 @@ class Matcher:
         return f
 
     # -- candidates -----------------------------------------------------------------------------
-    def _person_rows(self, p: PersonName, q: Parsed) -> list[tuple[int, str, str]]:
+    @staticmethod
+    def _last_keys(p: PersonName) -> list[str]:
         keys = [p.last] if p.last else []
         if p.last and " " in p.last:
             keys += [t for t in p.last.split() if len(t) > 1]
+        return keys
+
+    def _first_forms(self, first: str) -> set[str]:
+        """A first name, its nicknames and the registry's first names it may be a typo of."""
+        return name_variants(first) | {first} | set(self._first_typos(first))
+
+    def _person_rows(self, p: PersonName) -> list[tuple[int, str, str]]:
+        """Name rows for a person's name (last name key or its parts; the first name's forms)."""
+        keys = self._last_keys(p)
         if not keys:
             return []
         if not p.first:
             return q_.names_by_key(self.store, 1, keys, None)
         if len(p.first) == 1:
             return [r for r in q_.names_by_key(self.store, 1, keys, None) if r[2][:1] == p.first]
-        # the first name, its nicknames and the registry's first names it may be a typo of
-        firsts = sorted(name_variants(p.first) | {p.first} | set(self._first_typos(p.first)))
-        return q_.names_by_key(self.store, 1, keys, firsts)
+        return q_.names_by_key(self.store, 1, keys, sorted(self._first_forms(p.first)))
 
     def _pair_weight(self, q: Parsed, last: str, first: str) -> float:
         """The name weight of a (name key, first key) pair for the record."""
@@ -415,9 +423,9 @@ class Matcher:
 
         if q.entity_type == 1:
             p = q.person
-            add(self._person_rows(p, q))
+            add(self._person_rows(p))
             if p.first and p.last:
-                add(self._person_rows(PersonName(p.first, p.last, p.middle), q))  # swapped
+                add(self._person_rows(PersonName(p.first, p.last, p.middle)))  # swapped
             weak = max(found.values(), default=-math.inf) <= STRONG_NAME
             if p.last and (weak or p.last not in {last for last, _ in pairs}):
                 # the last name mistyped (also when only a part of it, or the swapped name, was found)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
+from functools import lru_cache
 from typing import Any
 
 from npistack.errors import NpistackError
@@ -300,6 +301,7 @@ def license_forms(key: str) -> tuple[str, ...]:
     return (key,) if short == key else (key, short)
 
 
+@lru_cache(maxsize=200_000)
 def org_key(text: str) -> str:
     """An organization name for comparison: name key without legal form words, "&" as "AND"."""
     words = name_key(text.replace("&", " AND ")).split()

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 from rapidfuzz import fuzz
@@ -93,10 +94,11 @@ class Facts:
     state: str = ""
 
 
+_key = lru_cache(maxsize=200_000)(name_key)  # names and cities recur across candidates
+
+
 def _person(d: dict[str, Any]) -> PersonName:
-    return PersonName(
-        name_key(d.get("last") or ""), name_key(d.get("first") or ""), name_key(d.get("middle") or "")
-    )
+    return PersonName(_key(d.get("last") or ""), _key(d.get("first") or ""), _key(d.get("middle") or ""))
 
 
 def facts_of(sp: StoredProvider, license_key: Any) -> Facts:
@@ -143,7 +145,7 @@ def facts_of(sp: StoredProvider, license_key: Any) -> Facts:
                 purpose,
                 std.get("line1") or "",
                 std.get("zip5") or "",
-                name_key(std.get("city") or ""),
+                _key(std.get("city") or ""),
                 std.get("state") or "",
             )
         )
