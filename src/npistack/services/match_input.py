@@ -170,9 +170,12 @@ def is_credential(word: str) -> bool:
     if word in CREDENTIALS or word.replace("-", "").replace("/", "") in CREDENTIALS:
         return True
     parts = [x for x in word.replace("/", "-").split("-") if x]
-    return len(parts) > 1 and parts[0] in CREDENTIALS and all(
-        x in CREDENTIALS or x in CREDENTIAL_TAILS for x in parts[1:]
+    return (
+        len(parts) > 1
+        and parts[0] in CREDENTIALS
+        and all(x in CREDENTIALS or x in CREDENTIAL_TAILS for x in parts[1:])
     )
+
 
 # Words that make a one-field name an organization.
 ORG_WORDS = frozenset(

@@ -301,7 +301,9 @@ def _name_weight(
                 (w(FIRST["initial"], U_FIRST_INITIAL), f"first_name: initial ({q.first} / {c.first})")
             )
         elif lvl == "typo":
-            parts.append((w(FIRST["typo"], freq.first_typo(q.first)), f"first_name: close ({q.first} / {c.first})"))
+            parts.append(
+                (w(FIRST["typo"], freq.first_typo(q.first)), f"first_name: close ({q.first} / {c.first})")
+            )
         else:
             parts.append((w(FIRST["different"], 1.0), f"first_name: different ({c.first})"))
     if q.middle and c.middle:
