@@ -245,3 +245,20 @@ def test_fit_calibration_recovers_a_logistic_map() -> None:
         points.append((p, rng.random() < 1 / (1 + math.exp(-z))))
     a, b = fit_calibration(points)
     assert abs(a - 2.0) < 0.15 and abs(b + 1.0) < 0.15
+
+
+@pytest.mark.parametrize(
+    "raw, e164",
+    [
+        ("(540) 822-4224", "+15408224224"),
+        ("1-540-822-4224", "+15408224224"),
+        ("540.822.4224", "+15408224224"),
+        ("555-0100", ""),  # not a whole number
+        ("(040) 822-4224", ""),  # no area code starts with 0: phonenumbers decides, and rejects it
+        ("+44 20 7946 0958", "+442079460958"),  # not NANP: phonenumbers
+    ],
+)
+def test_match_phone_forms(raw: str, e164: str) -> None:
+    from npistack.services.match_input import match_phone
+
+    assert match_phone(raw) == e164
