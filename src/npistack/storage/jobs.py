@@ -195,7 +195,7 @@ class JobsDb:
     def claim(self, owner: str, lease_s: float) -> Job | None:
         """The oldest queued job, or a running one whose lease ran out, now leased to ``owner``."""
         now = now_ms()
-        free = "(status = 'queued' OR (status = 'running' AND lease_until < ?))"
+        free = "(status = 'queued' OR (status = 'running' AND lease_until <= ?))"
         rows = self._q(
             f"UPDATE enrich_jobs SET status = 'running', lease_owner = ?, lease_until = ?,"
             f" attempts = attempts + 1, started_at = ?, updated_at = ?, rows_done = 0, rows_per_s = 0,"
