@@ -86,3 +86,36 @@ def test_lines_are_physical_line_numbers(tmp_path: Path) -> None:
     (row,) = store.quarantined(summary.load_id)
     assert row["line"] == 3 and row["reason"] == "NPI '12345' is not 10 digits"
     assert len(COLS) == 330
+
+
+def test_transforming_a_block_leaves_no_reference_cycles(tmp_path: Path) -> None:
+    """Worker processes run with the cyclic garbage collector off (``load._warm``): that is only
+    safe while transforming blocks, good rows and bad, creates no reference cycles."""
+    import gc
+
+    from npistack.ingest.load import _work, check_layouts
+    from npistack.ingest.transform import Context
+    from npistack.nppes.reader import iter_blocks, open_bundle, read_header
+    from npistack.nppes.synth import write_bundle as synth_bundle
+
+    bundle = open_bundle(synth_bundle(tmp_path / "s", 400, seed=3, as_folder=True, broken_rows=20).path)
+    layouts = check_layouts(bundle)
+    ctx = Context(load_id=1, release_date="2026-11-09")
+    blocks = 0
+    gc.collect()
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        for kind, df in bundle.files.items():
+            with df.open() as fh:
+                read_header(fh, df.name)
+                for start, block in iter_blocks(fh, 8192):
+                    res = _work(kind, layouts[kind][0], start, block, ctx)
+                    blocks += 1
+                    assert res.rows_read
+                    del res
+                    assert gc.collect() == 0, f"{kind} block at line {start} left reference cycles"
+    finally:
+        if was_enabled:
+            gc.enable()
+    assert blocks > len(bundle.files)

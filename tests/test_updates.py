@@ -84,8 +84,9 @@ def test_weekly_decides_each_kind_of_change(loaded: str, tmp_path: Path) -> None
 def test_weekly_transformed_by_worker_processes(
     loaded: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A large bundle is transformed by worker processes while this process reads the stored
-    records of each block's NPIs: the same changes and the same data as in one process."""
+    """A large bundle is transformed by worker processes, which also read the stored documents of
+    each block's NPIs over their own connection (SQLite; on PostgreSQL this process reads them and
+    sends them along): the same changes and the same data as in one process."""
     from npistack.ingest import apply
 
     inline = f"sqlite:///{tmp_path / 'inline.db'}"

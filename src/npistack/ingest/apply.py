@@ -23,11 +23,12 @@ webhook outbox in one transaction: a failure or a kill leaves the store as it wa
 interrupted load is recorded as failed by the next run.
 
 **Speed** (docs/benchmarks.md). A weekly bundle's cost is CPU on both cores, then SQLite's writes.
-While worker processes transform the rows and compare each new document with the stored one, this
-process reads what the store holds for each block and completes the decisions (``_Gather``); then
-the changed providers are written table by table in NPI order, with their versions, changes and
-webhook deliveries, and committed. The transaction holds the write lock from the start, so what was
-read is what is replaced.
+While worker processes transform the rows, read the stored documents and compare each new one with
+the stored one, this process reads the stored child rows and completes the decisions (``_Gather``),
+and a thread grows the WAL ahead of the writes (``SqlStore.log_room``); then the changed providers
+are written table by table in NPI order, with their versions, changes and webhook deliveries, and
+committed. The transaction holds the write lock from the start, so what was read is what is
+replaced.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ import hashlib
 import os
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
@@ -53,13 +54,14 @@ from npistack.ingest.changeset import (
     Incoming,
     Release,
     StoredJson,
+    StoredRead,
     StoredRows,
     compare,
     complete,
     decide,
     doc_side,
-    doc_sides,
     read_child_rows,
+    read_doc_sides,
     read_stored,
     record,
     removals,
@@ -81,6 +83,9 @@ from npistack.nppes.reader import Bundle, iter_blocks, read_header
 from npistack.storage.base import SqlStore
 
 DEACTIVATED = 39  # canonical npidata column of the NPI Deactivation Date
+# The log (WAL) a weekly apply writes, per byte of its npidata file: 763 MB for the 41.7 MB of a
+# 35k-row weekly on a 1M store (docs/benchmarks.md). ``SqlStore.log_room`` grows the log ahead.
+WAL_PER_INPUT_BYTE = 18
 
 
 class _Gather:
@@ -89,13 +94,16 @@ class _Gather:
 
     The child files (secondary locations, other names, endpoints) are transformed first, so that a
     provider's content is complete when its ``npidata`` row arrives. Before an ``npidata`` block is
-    sent to a worker, what the store holds for its NPIs (the first field of each line) is read
-    here, which also brings the pages the writes will change into this connection's cache. It goes
-    to the worker with the block, and the worker compares each transformed document with the
-    stored one (``changeset.doc_sides``); this process adds the child rows (``complete``)."""
+    sent to a worker, the NPIs it most likely holds (the first field of each line) are noted; the
+    worker reads what the store holds of them (``changeset.read_doc_sides``: SQLite stores, with
+    worker processes) or this process reads it and sends it along (PostgreSQL, or one process), and
+    the worker compares each transformed document with the stored one. When the block is back,
+    this process reads the child rows of the providers the store has and adds them
+    (``complete``)."""
 
-    def __init__(self, store: SqlStore) -> None:
+    def __init__(self, store: SqlStore, *, workers_read: bool = False) -> None:
         self.store = store
+        self.workers_read = workers_read  # worker processes read the stored documents themselves
         self.children: dict[int, list[tuple[str, tuple[Any, ...]]]] = {}  # npi -> (attribute, row)
         self.child_lines: list[tuple[str, tuple[Any, ...]]] = []  # (file name, extras row)
         self.incoming: dict[int, Incoming] = {}
@@ -105,11 +113,14 @@ class _Gather:
         self.stored: StoredJson = {}
         self.rows: StoredRows = {t: {} for t in CHILD_TABLES}
 
-    def prepare(self, kind: str, block: bytes) -> tuple[frozenset[int], StoredJson] | None:
+    def prepare(self, kind: str, block: bytes) -> StoredRead | None:
         if kind != "npidata":
             return None
         npis = frozenset(_line_npis(block)) - self.read
-        return npis, self._read(npis)
+        if self.workers_read:
+            self.read.update(npis)
+            return StoredRead(npis, None, self.store.url)
+        return StoredRead(npis, self._read(npis), None)
 
     def _read(self, npis: Iterable[int]) -> StoredJson:
         ordered = sorted(npis)
@@ -150,6 +161,10 @@ class _Gather:
         self.incoming.update(block)
         self._read([n for n in block if n not in self.read])  # lines the guess missed
         sides = sides or {}
+        if self.workers_read:  # the child rows of the stored providers the workers found
+            found = sorted(n for n, side in sides.items() if side.replaced is not None and n in block)
+            for table, by_npi in read_child_rows(self.store, found).items():
+                self.rows[table].update(by_npi)
         for npi, inc in block.items():
             side = sides.get(npi) or doc_side(self.stored.get(npi), inc.doc_json)
             d = complete(inc, side, self.rows)
@@ -206,7 +221,7 @@ def _transform(
             read_header(fh, df.name)
             files.append((report.kind, layouts[report.kind][0], iter_blocks(fh, block_bytes)))
         # A wide window: this process reads ahead for the blocks in flight while the workers start.
-        blocks = runner.map_files(files, ctx, prepare=gather.prepare, then=doc_sides, window=16)  # type: ignore[arg-type]
+        blocks = runner.map_files(files, ctx, prepare=gather.prepare, then=read_doc_sides, window=16)  # type: ignore[arg-type]
         for i, res, sides, size in blocks:
             report = reports[i]
             out.append((report.kind, report.name, res))
@@ -298,7 +313,7 @@ def apply_weekly(
         source=source, kind="weekly", release_date=release, checksum=bundle.checksum, files=files
     )
     try:
-        with store.write_behind(), _gc_paused():
+        with store.mapped_reads(), store.write_behind(), _gc_paused():
             outcome, timings, held = _apply_weekly(
                 store, bundle, load_id, release, layouts, reports, workers, nucc_csv, block_bytes, progress
             )
@@ -358,9 +373,41 @@ def _apply_weekly(
     commits; the third value holds what the load kept in memory, see ``_commit_freeing``). The
     worker processes transform the files and compare the documents; this process reads what the
     store holds for each block and completes the decisions meanwhile (``_Gather``), then writes."""
-    t_start = time.perf_counter()
     # The write lock first: what is read now is what the store holds until the commit.
     store._begin()
+    npidata = bundle.files.get("npidata")
+    with store.log_room(WAL_PER_INPUT_BYTE * (npidata.size if npidata else 0)) as log_ready:
+        return _apply_locked(
+            store,
+            bundle,
+            load_id,
+            release,
+            layouts,
+            reports,
+            workers,
+            nucc_csv,
+            block_bytes,
+            progress,
+            log_ready,
+        )
+
+
+def _apply_locked(
+    store: SqlStore,
+    bundle: Bundle,
+    load_id: int,
+    release: str,
+    layouts: dict[Any, Any],
+    reports: list[FileReport],
+    workers: int,
+    nucc_csv: str | None,
+    block_bytes: int,
+    progress: ProgressFn | None,
+    log_ready: Callable[[], None],
+) -> tuple[str, dict[str, float], list[Any]]:
+    """``_apply_weekly`` once it holds the write lock and the log is growing (``log_ready``
+    returns when it has grown)."""
+    t_start = time.perf_counter()
     total = sum(df.size for df in bundle.files.values())
     runner = _Runner((workers or os.cpu_count() or 1) if total >= INLINE_BELOW_BYTES else 1, nucc_csv)
     # Child files first (see _Gather); their progress is shown after npidata's, in file order.
@@ -374,7 +421,7 @@ def _apply_weekly(
             progress(kind, rows, size)
 
     ctx = Context(load_id=load_id, release_date=release, nucc_csv=nucc_csv)
-    gather = _Gather(store)
+    gather = _Gather(store, workers_read=runner.pool is not None and store.dialect == "sqlite")
     try:
         results = _transform(bundle, layouts, order, ctx, runner, block_bytes, report_progress, gather)
     finally:
@@ -398,6 +445,7 @@ def _apply_weekly(
         r.rows_loaded = r.rows_read - r.rows_quarantined
     timings = {"transform_s": round(t0 - t_start, 3)}
     decisions = sorted(gather.decisions, key=lambda d: d.npi)
+    log_ready()
     release_ = Release(load_id, release, "weekly")
     outcome = _write(store, load_id, len(gather.incoming), decisions, release_, quarantine, timings)
     return outcome, timings, [gather, results, decisions]
@@ -471,7 +519,7 @@ def apply_deactivations(path: Path, store: SqlStore, *, progress: ProgressFn | N
         source=source, kind="deactivation", release_date=release, checksum=report.checksum, files=[]
     )
     try:
-        with _gc_paused():
+        with store.mapped_reads(), _gc_paused():
             ctx = Context(load_id=load_id, release_date=release)
             out = BlockResult("npidata")
             quarantine: list[tuple[str, int, str, str]] = []

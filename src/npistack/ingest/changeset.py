@@ -172,6 +172,38 @@ def doc_side(stored: tuple[str, list[tuple[str, str]]] | None, doc_json: str) ->
     )
 
 
+class StoredRead(NamedTuple):
+    """What a worker needs to compare a block's documents with the stored ones: the NPIs that the
+    block's lines most likely hold, and either what the store holds of them (``stored``) or the
+    store to read it from (``url``, read-only, in the worker process)."""
+
+    npis: frozenset[int]
+    stored: StoredJson | None
+    url: str | None
+
+
+_READERS: dict[str, SqlStore] = {}  # per worker process: its read-only connection to each store
+
+
+def read_doc_sides(providers: Iterable[tuple[Any, ...]], read: StoredRead) -> dict[int, DocSide]:
+    """``doc_sides``, reading the stored documents first when ``read`` says where from.
+
+    Worker processes read them over their own read-only connection (the store's write lock is
+    held by the loading process, which writes nothing until the transform ends, so both see the
+    same data): the loading process, whose Python threads share one interpreter lock, no longer
+    reads and sends every stored document, and its reads were what the workers waited for."""
+    stored = read.stored
+    if stored is None:
+        from npistack.storage import open_store
+
+        url = str(read.url)
+        store = _READERS.get(url)
+        if store is None:
+            store = _READERS[url] = open_store(url, read_only=True)
+        stored = read_stored(store, sorted(read.npis))
+    return doc_sides(providers, (read.npis, stored))
+
+
 def doc_sides(
     providers: Iterable[tuple[Any, ...]], read: tuple[frozenset[int], StoredJson]
 ) -> dict[int, DocSide]:

@@ -277,6 +277,19 @@ class SqlStore(SearchSql, ABC):
         writing their files back to disk while the transaction goes on (see ``SqliteStore``)."""
         yield
 
+    @contextlib.contextmanager
+    def log_room(self, nbytes: int) -> Iterator[Callable[[], None]]:
+        """Around a large write transaction that holds the write lock: a hook for backends whose
+        log is cheaper to write once it has grown (see ``SqliteStore``). Yields a function to call
+        before the transaction writes anything."""
+        yield lambda: None
+
+    @contextlib.contextmanager
+    def mapped_reads(self) -> Iterator[None]:
+        """Around an incremental load, whose reads are scattered over the whole store: a hook for
+        backends that can read their files through a memory map meanwhile (see ``SqliteStore``)."""
+        yield
+
     # -- schema --------------------------------------------------------------------------------
     def ensure_schema(self) -> None:
         # Nothing to create: skip the DDL, whose locks would wait behind a running load's writes

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from npistack.errors import StoreError
 from npistack.storage.base import SqlStore, history_ddl
+
+MAP_ALL = 1 << 40  # a memory map over the whole file (SQLite lowers it to its own maximum)
 
 
 class SqliteStore(SqlStore):
@@ -22,6 +25,7 @@ class SqliteStore(SqlStore):
         self.url = f"sqlite:///{self.path}"
         self.read_only = read_only
         self._seen = {}
+        self._log_growing = threading.Event()  # set while log_room grows the WAL
         try:
             if read_only:
                 if not self.path.exists():
@@ -43,8 +47,11 @@ class SqliteStore(SqlStore):
         self.conn.execute("PRAGMA synchronous=NORMAL")
         self.conn.execute("PRAGMA cache_size=-262144")  # 256 MiB page cache
         self.conn.execute("PRAGMA temp_store=FILE")
-        # Readers map the file (fast lookups); a writer does not, so a load's RSS stays small.
-        self.conn.execute(f"PRAGMA mmap_size={1 << 30 if read_only else 0}")
+        # Readers map the file (fast lookups); a writer does not, so a load's RSS stays small. The
+        # whole file: a load writes the indexes last, so they sit at its end (past 1.5 GB in a 1M
+        # store), and an unmapped page costs a system call and a copy. SQLite caps the map at its
+        # SQLITE_MAX_MMAP_SIZE (2 GB in common builds); pages past it are read as usual.
+        self.conn.execute(f"PRAGMA mmap_size={MAP_ALL if read_only else 0}")
         if not read_only:
             # Checkpoint every ~64 MB of WAL rather than every 4 MB: a load commits once per block,
             # and each checkpoint fsyncs.
@@ -59,7 +66,9 @@ class SqliteStore(SqlStore):
         """Flush the WAL and the database file to disk every ``every`` seconds while a large
         transaction runs and commits: its WAL frames go to disk while it computes, and its
         checkpoint's copies while it copies, instead of all at the fsyncs of the checkpoint.
-        Only when the bytes reach the disk changes, not what is durable when."""
+        Only when the bytes reach the disk changes, not what is durable when. The WAL is left
+        alone while ``log_room`` grows it: its zeros are overwritten by frames soon after, and
+        written to disk once, as frames."""
         stop = threading.Event()
 
         def flush() -> None:
@@ -67,6 +76,8 @@ class SqliteStore(SqlStore):
             try:
                 while not stop.wait(every):
                     for path in (f"{self.path}-wal", str(self.path)):
+                        if path.endswith("-wal") and self._log_growing.is_set():
+                            continue
                         with contextlib.suppress(OSError):
                             if path not in fds:
                                 fds[path] = os.open(path, os.O_RDONLY)
@@ -82,6 +93,68 @@ class SqliteStore(SqlStore):
         finally:
             stop.set()
             thread.join()
+
+    @contextlib.contextmanager
+    def log_room(self, nbytes: int) -> Iterator[Callable[[], None]]:
+        """Grow the WAL to about ``nbytes`` with zeros, in a thread, while a large transaction is
+        still computing; yields the function that waits for it, to call before the transaction
+        writes its first page.
+
+        Why: a WAL frame is a 24-byte header and a page, so every frame written past the end of
+        the file covers file blocks partly, and the file system zeroes the rest of each new block
+        first. On the 2-core machine that zeroing took ~1.5 s of a 35k-row weekly apply's ~7 s of
+        single-threaded writing (perf: ``__pi_memset`` under ``pwrite64``); frames written over
+        blocks that exist are copied only (docs/benchmarks.md).
+
+        Safe because the caller holds the write lock (no other connection can add frames, and a
+        truncating checkpoint needs that lock), only bytes past the file's current end are
+        written, and SQLite writes a fresh WAL header with its first frame and ignores whatever
+        follows the last valid frame (zeros fail the frame checksum), as with a WAL file it
+        reuses. At most the database file's size, and half the free disk space; an error only
+        loses the speed-up. SQLite deletes the WAL when the last connection closes."""
+        wal = f"{self.path}-wal"
+        try:
+            nbytes = min(nbytes, self.path.stat().st_size, shutil.disk_usage(self.path.parent).free // 2)
+        except OSError:
+            nbytes = 0
+
+        def grow() -> None:
+            with contextlib.suppress(OSError):
+                fd = os.open(wal, os.O_WRONLY | os.O_CREAT, 0o644)
+                try:
+                    at = os.fstat(fd).st_size
+                    zeros = bytes(1 << 20)
+                    while at < nbytes:
+                        at += os.pwrite(fd, zeros[: nbytes - at], at)
+                finally:
+                    os.close(fd)
+
+        def wait() -> None:
+            thread.join()
+            self._log_growing.clear()
+
+        self._log_growing.set()
+        thread = threading.Thread(target=grow, name="npistack-wal-room", daemon=True)
+        thread.start()
+        try:
+            yield wait
+        finally:
+            wait()
+
+    @contextlib.contextmanager
+    def mapped_reads(self, size: int = MAP_ALL) -> Iterator[None]:
+        """Map the file for reads during an incremental load (SQLite caps the map at its
+        ``SQLITE_MAX_MMAP_SIZE``, 2 GB in common builds): a weekly bundle's reads touch pages all
+        over the store, and a mapped page costs a memory access where ``pread`` costs a system call
+        and a copy (0.6-0.8 s of a 35k-row weekly on a 1M store, docs/benchmarks.md). Writes still
+        go to the WAL. The mapped pages are the OS's file cache, shared, not the process's memory;
+        outside loads the writer maps nothing, so a long-lived writer's RSS stays small."""
+        self.conn.execute(f"PRAGMA mmap_size={size}")
+        try:
+            yield
+        finally:
+            with contextlib.suppress(sqlite3.Error):
+                self.conn.execute("PRAGMA mmap_size=0")
 
     def _exec(self, sql: str, params: Sequence[Any] = ()) -> Any:
         try:
