@@ -38,7 +38,9 @@ def _children(pid: int) -> list[int]:
     return out
 
 
-def _tree_rss(root: int) -> int:
+def _tree_rss(root: int, field: str = "VmRSS:") -> int:
+    """The sum of ``field`` (VmRSS: all resident pages; RssAnon: the processes' own memory, without
+    mapped files) over a process and its descendants, in bytes."""
     total, stack, seen = 0, [root], set()
     while stack:
         pid = stack.pop()
@@ -48,7 +50,7 @@ def _tree_rss(root: int) -> int:
         try:
             with open(f"/proc/{pid}/status") as fh:
                 for line in fh:
-                    if line.startswith("VmRSS:"):
+                    if line.startswith(field):
                         total += int(line.split()[1]) * 1024
                         break
         except OSError:
