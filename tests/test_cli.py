@@ -69,6 +69,22 @@ def test_synth_ingest_and_read(tmp_path: Path) -> None:
     assert doc["npi"] == npi and doc["status"] in ("active", "deactivated")
 
 
+def test_worker_processes_under_python_m(tmp_path: Path) -> None:
+    """``python -m npistack.cli ingest`` with worker processes: each worker runs the main module again
+    (multiprocessing's rule for ``-m``); the fork server imports it ahead (``load._main_by_name``), and
+    runpy's warning about that is silenced, so the user sees the progress and the summary only."""
+    db = tmp_path / "w.db"
+    run("synth", str(tmp_path / "b"), "--rows", "6000", "--seed", "5", db=db)
+    (bundle,) = (tmp_path / "b").glob("NPPES_Data_Dissemination_*_V2.zip")
+    from npistack.ingest.load import INLINE_BELOW_BYTES
+    from npistack.nppes.reader import open_bundle
+
+    assert sum(df.size for df in open_bundle(bundle).files.values()) >= INLINE_BELOW_BYTES  # the pool runs
+    out = run("ingest", str(bundle), "--workers", "2", db=db)
+    assert "loaded 6,000" in out.stdout or "6,000" in out.stdout, out.stdout
+    assert "Warning" not in out.stderr and "Traceback" not in out.stderr, out.stderr
+
+
 @pytest.mark.parametrize(
     ("args", "expected"),
     [
