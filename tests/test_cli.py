@@ -70,9 +70,9 @@ def test_synth_ingest_and_read(tmp_path: Path) -> None:
 
 
 def test_worker_processes_under_python_m(tmp_path: Path) -> None:
-    """``python -m npistack.cli ingest`` with worker processes: each worker runs the main module again
-    (multiprocessing's rule for ``-m``); the fork server imports it ahead (``load._main_by_name``), and
-    runpy's warning about that is silenced, so the user sees the progress and the summary only."""
+    """``python -m npistack.cli ingest`` with worker processes: multiprocessing would have each worker run
+    the main module again first; the command line hides it from them (``load._main_not_needed``), so
+    the user sees the progress and the summary only, and the workers do not import the command line."""
     db = tmp_path / "w.db"
     run("synth", str(tmp_path / "b"), "--rows", "6000", "--seed", "5", db=db)
     (bundle,) = (tmp_path / "b").glob("NPPES_Data_Dissemination_*_V2.zip")
@@ -83,6 +83,32 @@ def test_worker_processes_under_python_m(tmp_path: Path) -> None:
     out = run("ingest", str(bundle), "--workers", "2", db=db)
     assert "loaded 6,000" in out.stdout or "6,000" in out.stdout, out.stdout
     assert "Warning" not in out.stderr and "Traceback" not in out.stderr, out.stderr
+
+
+def _main_of_worker() -> tuple[str | None, bool]:
+    """(Run in a worker process.) The name its main module was run by, and whether it imported Typer
+    (the command line's first import)."""
+    return getattr(sys.modules["__main__"].__spec__, "name", None), "typer" in sys.modules
+
+
+def test_workers_do_not_run_the_main_module(monkeypatch: pytest.MonkeyPatch) -> None:
+    """As under ``python -m npistack.cli``: the main module has a name, which multiprocessing would have
+    every worker run again (as ``__mp_main__``) before its first block; the runner hides it."""
+    import importlib.util
+
+    from npistack.ingest.load import _Runner
+
+    main = sys.modules["__main__"]
+    monkeypatch.setattr(main, "__spec__", importlib.util.find_spec("npistack.cli"), raising=False)
+    runner = _Runner(2, None)
+    try:
+        assert runner.pool is not None
+        assert main.__spec__ is None  # hidden while the pool runs
+        futures = [runner.pool.submit(_main_of_worker) for _ in range(4)]
+        assert [f.result(timeout=60) for f in futures] == [(None, False)] * 4
+    finally:
+        runner.close()
+    assert main.__spec__ is not None and main.__spec__.name == "npistack.cli"  # restored
 
 
 @pytest.mark.parametrize(

@@ -10,6 +10,7 @@ Accounting is exact per file: rows read = rows loaded + rows quarantined.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import os
 import sys
@@ -123,29 +124,40 @@ def _fork_server() -> Any:
     """The worker processes' context: forked from a server that imports the transform and builds its
     default lookup tables once, for every worker (``npistack.ingest.prewarm``)."""
     context = get_context("forkserver")
-    context.set_forkserver_preload(["npistack.ingest.prewarm", "__main__", *_main_by_name(), __name__])
+    context.set_forkserver_preload(["npistack.ingest.prewarm", __name__])
     return context
 
 
-def _main_by_name() -> list[str]:
-    """The main module's name when it was run as ``python -m NAME``. Each process forked from the
-    server runs that module's code again as ``__mp_main__`` (multiprocessing's rule, unlike for a
-    script, which the server runs once): preloaded, its imports are done once, in the server, and
-    the worker's re-run takes milliseconds instead of ~0.35 s (the command line's imports) of CPU
-    the transform needs (``npistack.ingest.prewarm`` silences runpy's warning about it)."""
-    spec = getattr(sys.modules.get("__main__"), "__spec__", None)
-    name = getattr(spec, "name", None)
-    return [name] if name and not name.endswith("__main__") else []
+@contextlib.contextmanager
+def _main_not_needed() -> Iterator[None]:
+    """While worker processes start: the main module's name and path hidden from multiprocessing.
+
+    A process forked from the server runs the parent's main module again first (as ``__mp_main__``,
+    by name for ``python -m npistack.cli``, by path for the ``npistack`` script, which the server
+    then imports ahead), for pickled objects that might live there. The workers need nothing
+    from it (what they run is in this package), and the command line's imports cost ~0.35 s of
+    CPU per worker, or as much before the server forks its first worker. Restored afterwards."""
+    main = sys.modules.get("__main__")
+    if main is None:
+        yield
+        return
+    saved: dict[str, Any] = {k: main.__dict__[k] for k in ("__spec__", "__file__") if k in main.__dict__}
+    main.__spec__ = None
+    main.__dict__.pop("__file__", None)
+    try:
+        yield
+    finally:
+        main.__dict__.update(saved)
 
 
 def start_fork_server() -> None:
-    """Start the workers' fork server now: it takes ~0.3 s to import what it preloads (this
-    process's main module, the command line, among it), time this process spends opening the
-    bundle and the store meanwhile. A no-op when it runs already."""
+    """Start the workers' fork server now: it takes ~0.2 s to import what it preloads, time this
+    process spends opening the bundle and the store meanwhile. A no-op when it runs already."""
     from multiprocessing import forkserver
 
     _fork_server()
-    forkserver.ensure_running()
+    with _main_not_needed():
+        forkserver.ensure_running()
 
 
 class _Runner:
@@ -154,7 +166,11 @@ class _Runner:
     def __init__(self, workers: int, nucc_csv: str | None) -> None:
         self.pool: ProcessPoolExecutor | None = None
         self.workers = workers
+        self._hidden = contextlib.ExitStack()
         if workers > 1:
+            # Workers start at the first submits, and again if one dies: the main module stays hidden
+            # until the pool is shut down.
+            self._hidden.enter_context(_main_not_needed())
             self.pool = ProcessPoolExecutor(
                 max_workers=workers, mp_context=_fork_server(), initializer=_warm, initargs=(nucc_csv,)
             )
@@ -221,8 +237,11 @@ class _Runner:
             yield j, *fut.result(), size
 
     def close(self) -> None:
-        if self.pool is not None:
-            self.pool.shutdown(wait=True, cancel_futures=True)
+        try:
+            if self.pool is not None:
+                self.pool.shutdown(wait=True, cancel_futures=True)
+        finally:
+            self._hidden.close()
 
 
 def check_layouts(bundle: Bundle) -> dict[FileKind, tuple[tuple[str, ...], Layout]]:

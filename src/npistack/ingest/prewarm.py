@@ -2,19 +2,10 @@
 default lookup tables (ZIP centroids, the bundled NUCC taxonomy) once, in the server, so that every
 worker forked from it starts with them instead of building them before its first block (0.13 s
 each, on the critical path of a weekly apply). A load with its own NUCC file builds that one in each
-worker (``load._warm``).
-
-It also silences runpy's warning that a worker's main module was imported before it runs as
-``__mp_main__``: with ``python -m npistack.cli``, the server imports that module ahead
-(``load._main_by_name``) so that the workers' re-runs are cheap, which is what runpy warns about."""
-
-import warnings
+worker (``load._warm``)."""
 
 from npistack.normalize.geo import zip_table
 from npistack.nppes.taxonomy import load_nucc
 
 zip_table()
 load_nucc(None)
-warnings.filterwarnings(
-    "ignore", message=r".* found in sys\.modules after import of package", category=RuntimeWarning
-)
