@@ -12,7 +12,7 @@ import threading
 from datetime import datetime, timedelta
 from pathlib import Path
 from types import FrameType
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 from urllib.parse import unquote, urlparse
 
 import typer
@@ -29,8 +29,10 @@ from rich.text import Text
 
 from npistack.cli import DatabaseOpt, _print_summary, _settings, _store, app, err, out, run_ingest
 from npistack.errors import NpistackError
-from npistack.ingest.source import RemoteFile
-from npistack.ingest.sync import SyncReport, parse_interval, run_every, sync_once
+
+if TYPE_CHECKING:
+    from npistack.ingest.source import RemoteFile
+    from npistack.ingest.sync import SyncReport
 
 
 class _Bars:
@@ -139,6 +141,9 @@ def sync(
     ] = 0,
 ) -> None:
     """Download the CMS files the store lacks (monthly, weekly, deactivation report) and apply them in order."""
+    # Here, not at the top: HTTP client imports cost every other command ~50 ms of start-up.
+    from npistack.ingest.sync import parse_interval, run_every, sync_once
+
     settings = _settings()
     url = database_url or settings.resolved_database_url()
     page = page_url or settings.cms_files_url
