@@ -39,7 +39,7 @@ import hashlib
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
@@ -377,59 +377,43 @@ def _apply_weekly(
     store._begin()
     npidata = bundle.files.get("npidata")
     with store.log_room(WAL_PER_INPUT_BYTE * (npidata.size if npidata else 0)) as log_ready:
-        return _apply_locked(
-            store,
-            bundle,
-            load_id,
-            release,
-            layouts,
-            reports,
-            workers,
-            nucc_csv,
-            block_bytes,
-            progress,
-            log_ready,
-        )
+        t_start = time.perf_counter()
+        total = sum(df.size for df in bundle.files.values())
+        runner = _Runner((workers or os.cpu_count() or 1) if total >= INLINE_BELOW_BYTES else 1, nucc_csv)
+        # Child files first (see _Gather); their progress is shown after npidata's, in file order.
+        order = [r for r in reports if r.kind != "npidata"] + [r for r in reports if r.kind == "npidata"]
+        later: list[tuple[str, int, int]] = []
+
+        def report_progress(kind: str, rows: int, size: int) -> None:
+            if kind != "npidata":
+                later.append((kind, rows, size))
+            elif progress is not None:
+                progress(kind, rows, size)
+
+        ctx = Context(load_id=load_id, release_date=release, nucc_csv=nucc_csv)
+        gather = _Gather(store, workers_read=runner.pool is not None and store.dialect == "sqlite")
+        try:
+            results = _transform(bundle, layouts, order, ctx, runner, block_bytes, report_progress, gather)
+        finally:
+            runner.close()
+        if progress is not None:
+            for item in later:
+                progress(*item)
+        t0 = time.perf_counter()
+        quarantine = _quarantined(bundle, results, gather, reports)
+        timings = {"transform_s": round(t0 - t_start, 3)}
+        decisions = sorted(gather.decisions, key=lambda d: d.npi)
+        log_ready()
+        release_ = Release(load_id, release, "weekly")
+        outcome = _write(store, load_id, len(gather.incoming), decisions, release_, quarantine, timings)
+        return outcome, timings, [gather, results, decisions]
 
 
-def _apply_locked(
-    store: SqlStore,
-    bundle: Bundle,
-    load_id: int,
-    release: str,
-    layouts: dict[Any, Any],
-    reports: list[FileReport],
-    workers: int,
-    nucc_csv: str | None,
-    block_bytes: int,
-    progress: ProgressFn | None,
-    log_ready: Callable[[], None],
-) -> tuple[str, dict[str, float], list[Any]]:
-    """``_apply_weekly`` once it holds the write lock and the log is growing (``log_ready``
-    returns when it has grown)."""
-    t_start = time.perf_counter()
-    total = sum(df.size for df in bundle.files.values())
-    runner = _Runner((workers or os.cpu_count() or 1) if total >= INLINE_BELOW_BYTES else 1, nucc_csv)
-    # Child files first (see _Gather); their progress is shown after npidata's, in file order.
-    order = [r for r in reports if r.kind != "npidata"] + [r for r in reports if r.kind == "npidata"]
-    later: list[tuple[str, int, int]] = []
-
-    def report_progress(kind: str, rows: int, size: int) -> None:
-        if kind != "npidata":
-            later.append((kind, rows, size))
-        elif progress is not None:
-            progress(kind, rows, size)
-
-    ctx = Context(load_id=load_id, release_date=release, nucc_csv=nucc_csv)
-    gather = _Gather(store, workers_read=runner.pool is not None and store.dialect == "sqlite")
-    try:
-        results = _transform(bundle, layouts, order, ctx, runner, block_bytes, report_progress, gather)
-    finally:
-        runner.close()
-    if progress is not None:
-        for item in later:
-            progress(*item)
-    t0 = time.perf_counter()
+def _quarantined(
+    bundle: Bundle, results: list[tuple[str, str, BlockResult]], gather: _Gather, reports: list[FileReport]
+) -> list[tuple[str, int, str, str]]:
+    """The bundle's refused lines, (file, line, reason, raw): those the transform refused and those
+    refused afterwards (orphan child rows, duplicate NPIs across blocks); counts them in ``reports``."""
     gather.orphans()
     quarantine: list[tuple[str, int, str, str]] = []
     for _kind, name, res in results:
@@ -443,12 +427,7 @@ def _apply_locked(
     for r in reports:
         r.rows_quarantined = by_file.get(r.name, 0)
         r.rows_loaded = r.rows_read - r.rows_quarantined
-    timings = {"transform_s": round(t0 - t_start, 3)}
-    decisions = sorted(gather.decisions, key=lambda d: d.npi)
-    log_ready()
-    release_ = Release(load_id, release, "weekly")
-    outcome = _write(store, load_id, len(gather.incoming), decisions, release_, quarantine, timings)
-    return outcome, timings, [gather, results, decisions]
+    return quarantine
 
 
 def _write(
