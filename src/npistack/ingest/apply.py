@@ -24,8 +24,9 @@ interrupted load is recorded as failed by the next run.
 
 **Speed** (docs/benchmarks.md). A weekly bundle's cost is CPU on both cores, then SQLite's writes.
 While worker processes transform the rows, read the stored documents and compare each new one with
-the stored one, this process reads the stored child rows and completes the decisions (``_Gather``),
-and a thread grows the WAL ahead of the writes (``SqlStore.log_room``); then the changed providers
+the stored one (which also tells which index rows change, ``transform.rows_change``), this process
+adds the child files' rows and completes the decisions (``_Gather``), and a thread grows the WAL
+ahead of the writes (``SqlStore.log_room``); then the changed providers
 are written table by table in NPI order, with their versions, changes and webhook deliveries, and
 committed. The transaction holds the write lock from the start, so what was read is what is
 replaced.
@@ -48,19 +49,16 @@ import orjson
 
 from npistack.errors import LoadError
 from npistack.ingest.changeset import (
-    CHILD_TABLES,
     Decision,
     DocSide,
     Incoming,
     Release,
     StoredJson,
     StoredRead,
-    StoredRows,
     compare,
     complete,
     decide,
     doc_side,
-    read_child_rows,
     read_doc_sides,
     read_stored,
     record,
@@ -97,9 +95,9 @@ class _Gather:
     sent to a worker, the NPIs it most likely holds (the first field of each line) are noted; the
     worker reads what the store holds of them (``changeset.read_doc_sides``: SQLite stores, with
     worker processes) or this process reads it and sends it along (PostgreSQL, or one process), and
-    the worker compares each transformed document with the stored one. When the block is back,
-    this process reads the child rows of the providers the store has and adds them
-    (``complete``)."""
+    the worker compares each transformed document with the stored one, which tells the changes
+    and which of the provider's index rows change. When the block is back, this process adds the
+    child files' rows and completes the decisions (``complete``)."""
 
     def __init__(self, store: SqlStore, *, workers_read: bool = False) -> None:
         self.store = store
@@ -111,7 +109,6 @@ class _Gather:
         self.decisions: list[Decision] = []
         self.read: set[int] = set()  # NPIs whose stored records were read (if they exist)
         self.stored: StoredJson = {}
-        self.rows: StoredRows = {t: {} for t in CHILD_TABLES}
 
     def prepare(self, kind: str, block: bytes) -> StoredRead | None:
         if kind != "npidata":
@@ -127,8 +124,6 @@ class _Gather:
         self.read.update(ordered)
         stored = read_stored(self.store, ordered)
         self.stored.update(stored)
-        for table, by_npi in read_child_rows(self.store, sorted(stored), stored).items():
-            self.rows[table].update(by_npi)
         return stored
 
     def block(self, kind: str, name: str, res: BlockResult, sides: dict[int, DocSide] | None) -> None:
@@ -161,18 +156,12 @@ class _Gather:
         self.incoming.update(block)
         self._read([n for n in block if n not in self.read])  # lines the guess missed
         sides = sides or {}
-        if self.workers_read:  # the child rows of the stored providers the workers found
-            found = sorted(n for n, side in sides.items() if side.replaced is not None and n in block)
-            for table, by_npi in read_child_rows(self.store, found).items():
-                self.rows[table].update(by_npi)
         for npi, inc in block.items():
             side = sides.get(npi) or doc_side(self.stored.get(npi), inc.doc_json)
-            d = complete(inc, side, self.rows)
+            d = complete(inc, side)
             if d is not None:
                 self.decisions.append(d)
             self.stored.pop(npi, None)
-            for by_npi in self.rows.values():
-                by_npi.pop(npi, None)
 
     def orphans(self) -> None:
         """Refuse the child rows whose NPI has no npidata row in the bundle."""

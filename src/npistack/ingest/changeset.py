@@ -1,11 +1,12 @@
 """Decide and write what an incremental load changes: per NPI, old content vs new content.
 
 ``decide`` compares each incoming provider (a weekly row with its child sets, or a deactivation
-stub) with what the store holds (``read_stored``, ``read_child_rows``; ``compare`` reads and
-decides) and keeps only real changes, as ``Decision``s that carry everything the writes need: the
-field diff, the filter facts of the change, the replaced version's content, and which child tables'
-rows change. It works in two steps: ``doc_side`` compares the documents (a worker process that has
-just transformed a block does it, ``doc_sides``), ``complete`` adds the child rows. ``replace_rows``
+stub) with what the store holds (``read_stored``; ``compare`` reads and decides) and keeps only real
+changes, as ``Decision``s that carry everything the writes need: the field diff, the filter facts of
+the change, the replaced version's content, and which child tables' rows change. It works in two
+steps: ``doc_side`` compares the documents (a worker process that has just transformed a block does
+it, ``doc_sides``), ``complete`` adds the child rows of the child files. Which index rows change is
+told from the documents (``transform.rows_change``), not by reading the rows. ``replace_rows``
 replaces the changed providers in the live tables and ``record`` records their versions, changes
 and webhook deliveries (the caller holds the transaction, so all of it commits together or not at
 all). A new monthly full file goes through ``decide`` too, for the NPIs whose content fingerprint
@@ -31,6 +32,7 @@ from npistack.ingest.diff import (
     strip_release,
     taxonomies_of,
 )
+from npistack.ingest.transform import rows_change
 from npistack.storage.base import DATA_TABLES, SqlStore
 from npistack.storage.changes import (
     ChangeCounts,
@@ -100,23 +102,18 @@ class Release:
     kind: str
 
 
-# Child tables, the Incoming attribute holding their rows, and the columns that identify a row's
-# content (file line numbers, at ``seq_at``, are not content).
+# Child tables and the Incoming attribute holding their rows.
 _CHILD_TABLES = (
-    ("provider_names", "names", "npi, entity_type, name_type, name_key, first_key", None),
-    ("provider_taxonomies", "taxonomies", "npi, slot, code, license_key, license_state, is_primary", None),
-    (
-        "provider_locations",
-        "locations",
-        "npi, purpose, seq, city_key, state, zip5, cell, lat, lon, postal, country",
-        2,
-    ),
-    ("provider_extras", "extras", "npi, kind, seq, doc", 2),
+    ("provider_names", "names"),
+    ("provider_taxonomies", "taxonomies"),
+    ("provider_locations", "locations"),
+    ("provider_extras", "extras"),
 )
 CHILD_TABLES = tuple(t[0] for t in _CHILD_TABLES)
+# The tables a child file's rows (provider_extras.kind) also have rows in.
+_EXTRA_ROWS = {"location": "provider_locations", "other_name": "provider_names"}
 
 StoredJson = dict[int, tuple[str, list[tuple[str, str]]]]  # npi -> (doc JSON, [(kind, JSON)])
-StoredRows = dict[str, dict[int, list[tuple[Any, ...]]]]  # table -> npi -> its rows there
 
 
 class DocSide(NamedTuple):
@@ -132,6 +129,7 @@ class DocSide(NamedTuple):
     taxonomies: frozenset[str]
     replaced: Replaced | None  # None: not stored
     old_extras: list[tuple[str, str]]  # the stored child rows (kind, JSON) a reader sees
+    rewrite: tuple[str, ...]  # tables whose rows made of the npidata row change (``rows_change``)
 
 
 def doc_side(stored: tuple[str, list[tuple[str, str]]] | None, doc_json: str) -> DocSide:
@@ -147,6 +145,7 @@ def doc_side(stored: tuple[str, list[tuple[str, str]]] | None, doc_json: str) ->
             frozenset(taxonomies_of(new_doc)),
             None,
             [],
+            (),
         )
     old_json, extras = stored
     old_doc = orjson.loads(old_json)
@@ -169,6 +168,7 @@ def doc_side(stored: tuple[str, list[tuple[str, str]]] | None, doc_json: str) ->
         frozenset(taxonomies_of(old_doc) | taxonomies_of(new_doc)),
         replaced,
         extras,
+        () if same else rows_change(int(new_doc["npi"]), old_doc, new_doc),
     )
 
 
@@ -217,33 +217,41 @@ def doc_sides(
     }
 
 
-def complete(inc: Incoming, side: DocSide, rows: StoredRows | None = None) -> Decision | None:
-    """The decision about ``inc`` given its ``DocSide`` (None: no change). ``rows``: the stored
-    child rows, to tell which child tables need rewriting (without them: none)."""
+def complete(inc: Incoming, side: DocSide) -> Decision | None:
+    """The decision about ``inc`` given its ``DocSide`` (None: no change)."""
     extras = inc.extra_docs()
     changes = side.diff
     rewrite: tuple[str, ...] = ()
     if side.replaced is not None:
-        if side.same and sorted(side.old_extras) == sorted(extras):
+        same_extras = sorted(side.old_extras) == sorted(extras)
+        if side.same and same_extras:
             return None
         if side.old_extras or extras:
             changes = changes + diff(child_sets(side.old_extras), child_sets(extras))
-        if rows is not None:
-            rewrite = _rewrite(inc, rows)
+        rewrite = side.rewrite if same_extras else _with_extras(side.rewrite, side.old_extras, extras)
     states = side.states | extra_states(extras) if extras else side.states
     facts = ChangeFacts(inc.npi, side.change_type, side.entity_type, frozenset(states), side.taxonomies)
     return Decision(inc.npi, side.change_type, changes, facts, side.replaced, inc, rewrite)
 
 
-def decide(
-    stored: StoredJson, incoming: Iterable[Incoming], rows: StoredRows | None = None
-) -> list[Decision]:
+def _with_extras(
+    rewrite: tuple[str, ...], old: Sequence[tuple[str, str]], new: Sequence[tuple[str, str]]
+) -> tuple[str, ...]:
+    """``rewrite`` and the tables whose rows made of the child files' rows change between two child
+    sets (kind, JSON): provider_extras, and the tables of the kinds that differ (``_EXTRA_ROWS``)."""
+    out = set(rewrite) | {"provider_extras"}
+    for kind, table in _EXTRA_ROWS.items():
+        if sorted(d for k, d in old if k == kind) != sorted(d for k, d in new if k == kind):
+            out.add(table)
+    return tuple(t for t in CHILD_TABLES if t in out)
+
+
+def decide(stored: StoredJson, incoming: Iterable[Incoming]) -> list[Decision]:
     """The changes incoming providers make to the stored ones (``read_stored``; equal content: no
-    change). ``rows``: their child rows (``read_child_rows``), to tell which child tables each
-    changed provider needs rewritten; without them, ``rewrite`` is left empty."""
+    change)."""
     out: list[Decision] = []
     for inc in incoming:
-        d = complete(inc, doc_side(stored.get(inc.npi), inc.doc_json), rows)
+        d = complete(inc, doc_side(stored.get(inc.npi), inc.doc_json))
         if d is not None:
             out.append(d)
     return out
@@ -251,8 +259,7 @@ def decide(
 
 def compare(store: SqlStore, incoming: Sequence[Incoming]) -> list[Decision]:
     """The changes ``incoming`` makes to what ``store`` holds (reads only), in the order given."""
-    stored = read_stored(store, sorted(inc.npi for inc in incoming))
-    return decide(stored, incoming, read_child_rows(store, sorted(stored), stored))
+    return decide(read_stored(store, sorted(inc.npi for inc in incoming)), incoming)
 
 
 def removals(stored: StoredJson, npis: Iterable[int]) -> list[Decision]:
@@ -273,42 +280,6 @@ def read_stored(store: SqlStore, npis: Sequence[int], *, prefix: str = "") -> St
     for i in range(0, len(npis), _CHUNK):
         out.update(store.get_stored_json(npis[i : i + _CHUNK], prefix=prefix))
     return out
-
-
-def read_child_rows(store: SqlStore, npis: Sequence[int], stored: StoredJson | None = None) -> StoredRows:
-    """The rows of these NPIs in each child table (the columns ``decide`` compares); those of
-    ``provider_extras`` from ``stored`` (``read_stored``), when given, which holds them already."""
-    out: StoredRows = {}
-    for table, _attr, columns, _seq_at in _CHILD_TABLES:
-        rows = out[table] = {}
-        if table == "provider_extras" and stored is not None:
-            for npi in npis:
-                extras = stored[npi][1] if npi in stored else []
-                if extras:
-                    rows[npi] = [(npi, kind, 0, doc) for kind, doc in extras]
-            continue
-        for i in range(0, len(npis), _CHUNK):
-            part = list(npis[i : i + _CHUNK])
-            marks = ",".join("?" * len(part))
-            for r in store._query(f"SELECT {columns} FROM {table} WHERE npi IN ({marks})", part):
-                rows.setdefault(int(r[0]), []).append(r)
-    return out
-
-
-def _content_rows(rows: Iterable[Sequence[Any]], seq_at: int | None) -> list[tuple[Any, ...]]:
-    if seq_at is None:
-        return sorted(tuple(r) for r in rows)
-    return sorted(tuple(r[:seq_at]) + tuple(r[seq_at + 1 :]) for r in rows)
-
-
-def _rewrite(inc: Incoming, rows: StoredRows) -> tuple[str, ...]:
-    """The child tables whose stored rows of this provider differ from its new ones."""
-    out: list[str] = []
-    for table, attr, _columns, seq_at in _CHILD_TABLES:
-        old, new = rows[table].get(inc.npi, ()), getattr(inc, attr)
-        if len(old) != len(new) or (old and _content_rows(old, seq_at) != _content_rows(new, seq_at)):
-            out.append(table)
-    return tuple(out)
 
 
 def replace_rows(store: SqlStore, decisions: Sequence[Decision]) -> None:
@@ -339,7 +310,7 @@ def replace_rows(store: SqlStore, decisions: Sequence[Decision]) -> None:
         )
     if gone:
         _delete(store, ("providers", "provider_docs"), gone)
-    for table, attr, _columns, _seq_at in _CHILD_TABLES:
+    for table, attr in _CHILD_TABLES:
         rewrite = [new for d, new in existing if table in d.rewrite]
         _delete(store, (table,), sorted([n.npi for n in rewrite] + gone))
         rows = [r for n in rewrite for r in getattr(n, attr)] + [r for n in fresh for r in getattr(n, attr)]

@@ -23,6 +23,7 @@ API's provider shape (docs/provider-document.md). Rules worth knowing:
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
 from functools import lru_cache
@@ -30,7 +31,7 @@ from typing import Any
 
 import orjson
 
-from npistack.normalize.address import standardize_address
+from npistack.normalize.address import StdAddress, address_country, standardize_address
 from npistack.normalize.geo import zip_info
 from npistack.normalize.names import name_key, normalize_credentials
 from npistack.normalize.phone import normalize_phone
@@ -265,6 +266,139 @@ def _identifiers(f: list[str]) -> list[dict[str, Any]]:
     return out
 
 
+# -- index rows --------------------------------------------------------------------------------
+# ``transform_provider`` makes a provider's provider_names, provider_taxonomies and provider_locations
+# rows with these, from the parts of the document it has just made; ``document_rows`` makes the same
+# rows again from a stored document.
+
+
+def _name_rows(
+    npi: int,
+    etype: int,
+    name: dict[str, Any] | None,
+    organization_name: str | None,
+    other_names: list[dict[str, Any]],
+    ao: dict[str, Any] | None,
+) -> list[tuple[Any, ...]]:
+    rows: list[tuple[Any, ...]] = []
+    if etype == 1:
+        first, last = (name or {}).get("first", ""), (name or {}).get("last", "")
+        rows.append((npi, 1, "legal", name_key(last), name_key(first)))
+        for o in other_names:
+            rows.append((npi, 1, "other", name_key(o.get("last") or last), name_key(o.get("first") or first)))
+    else:
+        if organization_name:
+            rows.append((npi, 2, "legal", name_key(organization_name), ""))
+        for o in other_names:
+            rows.append((npi, 2, "other", name_key(o["organizationName"]), ""))
+    if ao:
+        rows.append((npi, etype, "ao", name_key(ao.get("last", "")), name_key(ao.get("first", ""))))
+    return rows
+
+
+def _taxonomy_row(npi: int, t: dict[str, Any]) -> tuple[Any, ...]:
+    return (
+        npi,
+        t["slot"],
+        t.get("code", ""),
+        license_key(t.get("license", "")),
+        t.get("licenseState", ""),
+        1 if t.get("primary") else 0,
+    )
+
+
+def _address_rows(
+    npi: int, mailing: tuple[Any, str] | None, practice: tuple[Any, str] | None
+) -> list[tuple[Any, ...]]:
+    """Location rows of the mailing and primary practice addresses, each (standardized, postal);
+    one ``both`` row when they are the same place."""
+    mail_row = None if mailing is None else _location_row(npi, "mailing", 0, *mailing)
+    practice_row = None if practice is None else _location_row(npi, "primary", 1, *practice)
+    if mail_row is not None and practice_row is not None and mail_row[3:] == practice_row[3:]:
+        return [(npi, MAILING_AND_PRIMARY, 1, *practice_row[3:])]
+    return [r for r in (mail_row, practice_row) if r is not None]
+
+
+def _stored_address(address: dict[str, Any] | None) -> tuple[StdAddress, str] | None:
+    """(standardized, postal) of an address as a document holds it (``_address``)."""
+    if address is None:
+        return None
+    std = address.get("std") or {}
+    return (
+        StdAddress(
+            std.get("line1", ""),
+            std.get("line2", ""),
+            std.get("city", ""),
+            std.get("state", ""),
+            std.get("zip5", ""),
+            std.get("zip4", ""),
+            address_country(address.get("countryCode", "")),
+        ),
+        address.get("postalCode", ""),
+    )
+
+
+def _taxonomy_rows(npi: int, taxonomies: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
+    return [_taxonomy_row(npi, t) for t in taxonomies]
+
+
+# Per table: the function making its rows of a provider (the NPI, then its inputs).
+_ROWS: dict[str, Callable[..., list[tuple[Any, ...]]]] = {
+    "provider_names": _name_rows,
+    "provider_taxonomies": _taxonomy_rows,
+    "provider_locations": _address_rows,
+}
+ROW_TABLES = tuple(_ROWS)
+
+
+def row_inputs(doc: dict[str, Any]) -> dict[str, tuple[Any, ...]] | None:
+    """Per table, what a provider's rows there are made of (``_ROWS``), taken from its document;
+    None for a deactivated NPI as CMS publishes it (no rows). Equal inputs, equal rows."""
+    entity = doc.get("entityType")
+    if entity not in ("NPI-1", "NPI-2"):
+        return None
+    return {
+        "provider_names": (
+            1 if entity == "NPI-1" else 2,
+            doc.get("name"),
+            doc.get("organizationName"),
+            doc.get("otherNames") or [],
+            doc.get("authorizedOfficial"),
+        ),
+        "provider_taxonomies": (doc.get("taxonomies") or [],),
+        "provider_locations": (
+            _stored_address(doc.get("mailingAddress")),
+            _stored_address(doc.get("practiceLocation")),
+        ),
+    }
+
+
+def document_rows(npi: int, doc: dict[str, Any]) -> dict[str, list[tuple[Any, ...]]]:
+    """The rows ``transform_provider`` made of a provider's npidata row, per table, made again from
+    the document it made (the secondary locations and other organization names of the child files
+    are not in it; ``tests/test_document_rows.py`` checks that both agree)."""
+    inputs = row_inputs(doc)
+    return {t: [] if inputs is None else make(npi, *inputs[t]) for t, make in _ROWS.items()}
+
+
+def rows_change(npi: int, old_doc: dict[str, Any], new_doc: dict[str, Any]) -> tuple[str, ...]:
+    """The tables whose rows made of a provider's npidata row differ between two of its documents.
+
+    A weekly apply tells this way which of a stored provider's rows to rewrite, without reading
+    them: a phone number change rewrites none. Both sides are made by this version's code, so rows
+    written by an older version are not compared as such (a new monthly load rewrites every row)."""
+    old, new = row_inputs(old_doc), row_inputs(new_doc)
+    out = []
+    for table, make in _ROWS.items():
+        a = None if old is None else old[table]
+        b = None if new is None else new[table]
+        if a == b:
+            continue
+        if (make(npi, *a) if a is not None else []) != (make(npi, *b) if b is not None else []):
+            out.append(table)
+    return tuple(out)
+
+
 # -- npidata -----------------------------------------------------------------------------------
 
 
@@ -308,7 +442,6 @@ def transform_provider(f: list[str], line: int, ctx: Context, out: BlockResult) 
     mailing, mailing_std = _address(f, MAIL)
     practice, practice_std = _address(f, PRACTICE)
     other_names: list[dict[str, Any]] = []
-    names = out.names
     name = None
     organization_name = None
 
@@ -323,7 +456,6 @@ def transform_provider(f: list[str], line: int, ctx: Context, out: BlockResult) 
             credential=f[CREDENTIAL],
             credentials=list(normalize_credentials(f[CREDENTIAL])),
         )
-        names.append((npi, 1, "legal", name_key(last), name_key(first)))
         if f[OTHER_LAST] or f[OTHER_FIRST]:
             other_names.append(
                 _c(
@@ -336,17 +468,11 @@ def transform_provider(f: list[str], line: int, ctx: Context, out: BlockResult) 
                     credential=f[OTHER_CRED],
                 )
             )
-            names.append(
-                (npi, 1, "other", name_key(f[OTHER_LAST] or last), name_key(f[OTHER_FIRST] or first))
-            )
     else:
         organization_name = _s(f[ORG_NAME])
-        if organization_name:
-            names.append((npi, 2, "legal", name_key(organization_name), ""))
         other = _s(f[OTHER_ORG])
         if other:
             other_names.append(_c(typeCode=f[OTHER_ORG_TYPE], organizationName=other))
-            names.append((npi, 2, "other", name_key(other), ""))
 
     ao = None
     if f[AO_LAST] or f[AO_FIRST]:
@@ -361,28 +487,13 @@ def transform_provider(f: list[str], line: int, ctx: Context, out: BlockResult) 
             phone=normalize_phone(f[AO_PHONE]) if f[AO_PHONE] else None,
             phoneRaw=f[AO_PHONE],
         )
-        names.append((npi, etype, "ao", name_key(f[AO_LAST]), name_key(f[AO_FIRST])))
-
-    for t in taxonomies:
-        out.taxonomies.append(
-            (
-                npi,
-                t["slot"],
-                t.get("code", ""),
-                license_key(t.get("license", "")),
-                t.get("licenseState", ""),
-                1 if t.get("primary") else 0,
-            )
-        )
-    mail_row = practice_row = None
-    if mailing_std is not None:
-        mail_row = _location_row(npi, "mailing", 0, mailing_std, f[MAIL + 4])
-    if practice_std is not None:
-        practice_row = _location_row(npi, "primary", 1, practice_std, f[PRACTICE + 4])
-    if mail_row is not None and practice_row is not None and mail_row[3:] == practice_row[3:]:
-        out.locations.append((npi, MAILING_AND_PRIMARY, 1, *practice_row[3:]))
-    else:
-        out.locations += [r for r in (mail_row, practice_row) if r is not None]
+    out.names += _name_rows(npi, etype, name, organization_name, other_names, ao)
+    out.taxonomies += _taxonomy_rows(npi, taxonomies)
+    out.locations += _address_rows(
+        npi,
+        None if mailing_std is None else (mailing_std, f[MAIL + 4]),
+        None if practice_std is None else (practice_std, f[PRACTICE + 4]),
+    )
 
     parent = _c(name=f[PARENT_LBN], tin=_s(f[PARENT_TIN]))
     doc = _c(

@@ -517,13 +517,21 @@ def _zip(postal: str) -> tuple[str, str]:
     return "", ""
 
 
+def address_country(country: str) -> str:
+    """The ``country`` of a standardized address: ``US`` for a domestic one (NPPES leaves the
+    country blank or writes US or USA), else the published code in upper case."""
+    if not country or country == "US":
+        return "US"
+    country = _squash(country)
+    return "US" if country in _DOMESTIC else country
+
+
 @lru_cache(maxsize=CACHE_SIZE)
 def _standardize(line1: str, line2: str, city: str, state: str, postal: str, country: str) -> StdAddress:
     """:func:`standardize_address` without the cache's key normalization (all arguments are str)."""
-    if country and country != "US":
-        country = _squash(country)
-        if country not in _DOMESTIC:
-            return StdAddress(_squash(line1), _squash(line2), _squash(city), _squash(state), "", "", country)
+    country = address_country(country)
+    if country != "US":
+        return StdAddress(_squash(line1), _squash(line2), _squash(city), _squash(state), "", "", country)
     if not (len(state) == 2 and state.isascii() and state.isalpha() and state.isupper()):
         state = _clean_text(state)
         state = STATE_ABBREVIATIONS.get(state, state)
