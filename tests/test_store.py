@@ -190,3 +190,75 @@ def test_dropped_in_nucc_release(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     finally:
         get_settings.cache_clear()
     assert canonical_columns("othername")[0] == "NPI"
+
+
+def test_wal_room_grows_while_sqlite_writes_frames(tmp_path: Path) -> None:
+    """``log_room`` appends zeros to the WAL while the transaction spills frames to it (a small
+    page cache makes it spill all the time): no frame is covered, the data commits intact."""
+    import hashlib
+    import os
+
+    from npistack.storage.sqlite import SqliteStore
+
+    store = SqliteStore(tmp_path / "wal.db")
+    try:
+        store._exec("CREATE TABLE blobs (n INTEGER PRIMARY KEY, body BLOB NOT NULL)")
+        store._exec("PRAGMA cache_size=-256")  # 256 KiB: spills every few rows
+
+        def body(n: int) -> bytes:
+            return hashlib.sha256(str(n).encode()).digest() * 60
+
+        for round_ in range(3):
+            store._begin()
+            with store.log_room(64 << 20):
+                store._bulk_insert(
+                    "blobs",
+                    ("n", "body"),
+                    ((n, body(n)) for n in range(round_ * 20_000, (round_ + 1) * 20_000)),
+                )
+            wal = os.path.getsize(f"{store.path}-wal")
+            store._commit()
+            assert wal >= 20_000 * len(body(0))  # the frames went to the WAL while it grew
+        assert store._query("PRAGMA integrity_check") == [("ok",)]
+        rows = store._query("SELECT n, body FROM blobs ORDER BY n")
+        assert len(rows) == 60_000 and all(b == body(n) for n, b in rows)
+    finally:
+        store.close()
+
+
+def test_wal_room_never_covers_bytes_already_written(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The race ``log_room`` must survive, made certain: SQLite appends frames after the growing
+    thread last looked at the file's size. The zeros still land after them."""
+    import os
+    import time
+
+    from npistack.storage.sqlite import SqliteStore
+
+    store = SqliteStore(tmp_path / "race.db")
+    store._exec("CREATE TABLE t (x)")
+    store._bulk_insert("t", ("x",), ((bytes(4000),) for _ in range(2000)))  # a file to size the room by
+    store.close()
+    wal = tmp_path / "race.db-wal"
+    frames = b"\xab" * 10_000
+    wal.write_bytes(frames)  # what SQLite wrote after the size below was read
+    real_fstat = os.fstat
+
+    def stale(fd: int) -> os.stat_result:
+        st = real_fstat(fd)
+        stale.calls += 1  # type: ignore[attr-defined]
+        if stale.calls == 1:  # type: ignore[attr-defined]
+            return os.stat_result(
+                (st.st_mode, st.st_ino, st.st_dev, st.st_nlink, st.st_uid, st.st_gid, 0, 0, 0, 0)
+            )
+        return st
+
+    stale.calls = 0  # type: ignore[attr-defined]
+    monkeypatch.setattr(os, "fstat", stale)
+    with store.log_room(3 << 20):
+        deadline = time.monotonic() + 10
+        while store._log_growing.is_set() and time.monotonic() < deadline:  # until the room is made
+            time.sleep(0.01)
+    monkeypatch.undo()
+    data = wal.read_bytes()
+    assert stale.calls >= 2  # type: ignore[attr-defined]
+    assert data[: len(frames)] == frames and len(data) >= 3 << 20 and not data[len(frames) :].strip(b"\0")

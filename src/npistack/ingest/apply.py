@@ -25,8 +25,8 @@ interrupted load is recorded as failed by the next run.
 **Speed** (docs/benchmarks.md). A weekly bundle's cost is CPU on both cores, then SQLite's writes.
 While worker processes transform the rows, read the stored documents and compare each new one with
 the stored one (which also tells which index rows change, ``transform.rows_change``), this process
-adds the child files' rows and completes the decisions (``_Gather``), and a thread grows the WAL
-ahead of the writes (``SqlStore.log_room``); then the changed providers
+adds the child files' rows and completes the decisions (``_Gather``), and a thread makes room
+in the WAL for the writes (``SqlStore.log_room``); then the changed providers
 are written table by table in NPI order, with their versions, changes and webhook deliveries, and
 committed. The transaction holds the write lock from the start, so what was read is what is
 replaced.
@@ -40,7 +40,7 @@ import hashlib
 import os
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
@@ -79,10 +79,11 @@ from npistack.ingest.transform import NPIDATA_WIDTH, BlockResult, Context, trans
 from npistack.nppes.layout import FILE_KINDS
 from npistack.nppes.reader import Bundle, iter_blocks, read_header
 from npistack.storage.base import SqlStore
+from npistack.storage.changes import ChangeCounts, active_subscriptions
 
 DEACTIVATED = 39  # canonical npidata column of the NPI Deactivation Date
 # The log (WAL) a weekly apply writes, per byte of its npidata file: 763 MB for the 41.7 MB of a
-# 35k-row weekly on a 1M store (docs/benchmarks.md). ``SqlStore.log_room`` grows the log ahead.
+# 35k-row weekly on a 1M store (docs/benchmarks.md). ``SqlStore.log_room`` makes room for it.
 WAL_PER_INPUT_BYTE = 18
 
 
@@ -99,9 +100,16 @@ class _Gather:
     and which of the provider's index rows change. When the block is back, this process adds the
     child files' rows and completes the decisions (``complete``)."""
 
-    def __init__(self, store: SqlStore, *, workers_read: bool = False) -> None:
+    def __init__(
+        self,
+        store: SqlStore,
+        *,
+        workers_read: bool = False,
+        decided: Callable[[list[Decision]], None] | None = None,
+    ) -> None:
         self.store = store
         self.workers_read = workers_read  # worker processes read the stored documents themselves
+        self.decided = decided  # called with each npidata block's decisions
         self.children: dict[int, list[tuple[str, tuple[Any, ...]]]] = {}  # npi -> (attribute, row)
         self.child_lines: list[tuple[str, tuple[Any, ...]]] = []  # (file name, extras row)
         self.incoming: dict[int, Incoming] = {}
@@ -156,12 +164,16 @@ class _Gather:
         self.incoming.update(block)
         self._read([n for n in block if n not in self.read])  # lines the guess missed
         sides = sides or {}
+        decided: list[Decision] = []
         for npi, inc in block.items():
             side = sides.get(npi) or doc_side(self.stored.get(npi), inc.doc_json)
             d = complete(inc, side)
             if d is not None:
-                self.decisions.append(d)
+                decided.append(d)
             self.stored.pop(npi, None)
+        self.decisions += decided
+        if self.decided is not None and decided:
+            self.decided(decided)
 
     def orphans(self) -> None:
         """Refuse the child rows whose NPI has no npidata row in the bundle."""
@@ -360,12 +372,14 @@ def _apply_weekly(
 ) -> tuple[str, dict[str, float], list[Any]]:
     """Transform, decide and write a weekly bundle in the store's open transaction (the caller
     commits; the third value holds what the load kept in memory, see ``_commit_freeing``). The
-    worker processes transform the files and compare the documents; this process reads what the
-    store holds for each block and completes the decisions meanwhile (``_Gather``), then writes."""
+    worker processes transform the files and compare the documents; meanwhile this process
+    completes the decisions of each block (``_Gather``) and records them: versions, changes and
+    webhook deliveries are appended to their tables, rows the write phase then need not write, by
+    the one core it keeps busy. Then the data tables are written."""
     # The write lock first: what is read now is what the store holds until the commit.
     store._begin()
     npidata = bundle.files.get("npidata")
-    with store.log_room(WAL_PER_INPUT_BYTE * (npidata.size if npidata else 0)) as log_ready:
+    with store.log_room(WAL_PER_INPUT_BYTE * (npidata.size if npidata else 0)):
         t_start = time.perf_counter()
         total = sum(df.size for df in bundle.files.values())
         runner = _Runner((workers or os.cpu_count() or 1) if total >= INLINE_BELOW_BYTES else 1, nucc_csv)
@@ -380,7 +394,21 @@ def _apply_weekly(
                 progress(kind, rows, size)
 
         ctx = Context(load_id=load_id, release_date=release, nucc_csv=nucc_csv)
-        gather = _Gather(store, workers_read=runner.pool is not None and store.dialect == "sqlite")
+        release_ = Release(load_id, release, "weekly")
+        subscriptions = active_subscriptions(store)
+        counts = ChangeCounts()
+        recording = [0.0]
+
+        def record_block(decided: list[Decision]) -> None:
+            t = time.perf_counter()
+            block = record(store, sorted(decided, key=lambda d: d.npi), release_, subscriptions)
+            counts.changes += block.changes
+            counts.deliveries += block.deliveries
+            recording[0] += time.perf_counter() - t
+
+        gather = _Gather(
+            store, workers_read=runner.pool is not None and store.dialect == "sqlite", decided=record_block
+        )
         try:
             results = _transform(bundle, layouts, order, ctx, runner, block_bytes, report_progress, gather)
         finally:
@@ -390,11 +418,11 @@ def _apply_weekly(
                 progress(*item)
         t0 = time.perf_counter()
         quarantine = _quarantined(bundle, results, gather, reports)
-        timings = {"transform_s": round(t0 - t_start, 3)}
+        timings = {"transform_s": round(t0 - t_start, 3), "record_s": round(recording[0], 3)}
         decisions = sorted(gather.decisions, key=lambda d: d.npi)
-        log_ready()
-        release_ = Release(load_id, release, "weekly")
-        outcome = _write(store, load_id, len(gather.incoming), decisions, release_, quarantine, timings)
+        outcome = _write(
+            store, load_id, len(gather.incoming), decisions, release_, quarantine, timings, recorded=counts
+        )
         return outcome, timings, [gather, results, decisions]
 
 
@@ -427,22 +455,26 @@ def _write(
     release: Release,
     quarantine: list[tuple[str, int, str, str]],
     timings: dict[str, float],
+    *,
+    recorded: ChangeCounts | None = None,
 ) -> str:
     """Inside one transaction (left open for the caller to commit): write the decisions about
     ``n_incoming`` providers (in NPI order, table by table: each index's pages change together),
-    record them, and quarantine; returns the summary."""
+    record them (unless they were, ``recorded``), and quarantine; returns the summary."""
     t0 = time.perf_counter()
     store._begin()
     replace_rows(store, decisions)
     t1 = time.perf_counter()
-    counts = record(store, decisions, release)
+    counts = record(store, decisions, release) if recorded is None else recorded
     if quarantine:
         store._bulk_insert(
             "quarantine",
             ("load_id", "file", "line", "reason", "raw"),
             ((load_id, f, ln, reason, raw) for f, ln, reason, raw in quarantine),
         )
-    timings.update(write_s=round(t1 - t0, 3), record_s=round(time.perf_counter() - t1, 3))
+    timings["write_s"] = round(t1 - t0, 3)
+    if recorded is None:
+        timings["record_s"] = round(time.perf_counter() - t1, 3)
     kinds: dict[str, int] = {}
     for d in decisions:
         kinds[d.change_type] = kinds.get(d.change_type, 0) + 1

@@ -278,11 +278,11 @@ class SqlStore(SearchSql, ABC):
         yield
 
     @contextlib.contextmanager
-    def log_room(self, nbytes: int) -> Iterator[Callable[[], None]]:
-        """Around a large write transaction that holds the write lock: a hook for backends whose
-        log is cheaper to write once it has grown (see ``SqliteStore``). Yields a function to call
-        before the transaction writes anything."""
-        yield lambda: None
+    def log_room(self, nbytes: int) -> Iterator[None]:
+        """Around a large write transaction that holds the write lock and will write about
+        ``nbytes`` of log: a hook for backends whose log is cheaper to write once room is made
+        for it (see ``SqliteStore``)."""
+        yield
 
     @contextlib.contextmanager
     def mapped_reads(self) -> Iterator[None]:

@@ -21,6 +21,7 @@ from typing import Any
 
 import orjson
 
+from npistack.errors import StoreError
 from npistack.nppes.npi import npi_problem
 from npistack.storage.base import SqlStore, utcnow
 
@@ -301,6 +302,7 @@ def record_changes(
     if not changes:
         return counts
     first_event = uuid.uuid4().hex[:16]
+    before = last_change_id(store)
     rows = [
         (
             f"evt_{first_event}{i:08x}",
@@ -342,14 +344,19 @@ def record_changes(
     subs = active_subscriptions(store) if subscriptions is None else list(subscriptions)
     if not subs:
         return counts
-    # The ids the rows just got: this load's changes, in insertion order (one load writes at a time).
+    # The ids the rows just got, in insertion order: past the last id before them (one load writes
+    # at a time), read from the primary key, not by event id (which scanned every change of the
+    # load so far, per call).
     ids = [
         (int(r[0]), str(r[1]))
         for r in store._query(
-            "SELECT id, event_id FROM changes WHERE load_id = ? AND event_id >= ? AND event_id <= ? ORDER BY id",
-            (load_id, f"evt_{first_event}", f"evt_{first_event}~"),
+            "SELECT id, event_id FROM changes WHERE id > ? AND load_id = ? ORDER BY id", (before, load_id)
         )
     ]
+    if [e for _, e in ids] != [r[0] for r in rows]:  # pragma: no cover - another writer interleaved
+        raise StoreError(
+            "the change feed's new rows were interleaved with another writer's; nothing was changed"
+        )
     due = time.time()
     deliveries = [
         (sub_id, change_id, event_id, "pending", 0, due, now)
