@@ -319,11 +319,19 @@ def _address_rows(
     return [r for r in (mail_row, practice_row) if r is not None]
 
 
-def _stored_address(address: dict[str, Any] | None) -> tuple[StdAddress, str] | None:
-    """(standardized, postal) of an address as a document holds it (``_address``)."""
+def _address_parts(address: dict[str, Any] | None) -> tuple[Any, str, str] | None:
+    """What an address's location row is made of, as a document holds it (``_address``): its
+    standardized form (a dict), postal code and country code."""
     if address is None:
         return None
-    std = address.get("std") or {}
+    return (address.get("std") or {}, address.get("postalCode", ""), address.get("countryCode", ""))
+
+
+def _stored_address(parts: tuple[Any, str, str] | None) -> tuple[StdAddress, str] | None:
+    """(standardized, postal) of an address from its ``_address_parts``."""
+    if parts is None:
+        return None
+    std, postal, country = parts
     return (
         StdAddress(
             std.get("line1", ""),
@@ -332,10 +340,16 @@ def _stored_address(address: dict[str, Any] | None) -> tuple[StdAddress, str] | 
             std.get("state", ""),
             std.get("zip5", ""),
             std.get("zip4", ""),
-            address_country(address.get("countryCode", "")),
+            address_country(country),
         ),
-        address.get("postalCode", ""),
+        postal,
     )
+
+
+def _document_address_rows(
+    npi: int, mailing: tuple[Any, str, str] | None, practice: tuple[Any, str, str] | None
+) -> list[tuple[Any, ...]]:
+    return _address_rows(npi, _stored_address(mailing), _stored_address(practice))
 
 
 def _taxonomy_rows(npi: int, taxonomies: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
@@ -346,7 +360,7 @@ def _taxonomy_rows(npi: int, taxonomies: list[dict[str, Any]]) -> list[tuple[Any
 _ROWS: dict[str, Callable[..., list[tuple[Any, ...]]]] = {
     "provider_names": _name_rows,
     "provider_taxonomies": _taxonomy_rows,
-    "provider_locations": _address_rows,
+    "provider_locations": _document_address_rows,
 }
 ROW_TABLES = tuple(_ROWS)
 
@@ -367,8 +381,8 @@ def row_inputs(doc: dict[str, Any]) -> dict[str, tuple[Any, ...]] | None:
         ),
         "provider_taxonomies": (doc.get("taxonomies") or [],),
         "provider_locations": (
-            _stored_address(doc.get("mailingAddress")),
-            _stored_address(doc.get("practiceLocation")),
+            _address_parts(doc.get("mailingAddress")),
+            _address_parts(doc.get("practiceLocation")),
         ),
     }
 
