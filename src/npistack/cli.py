@@ -12,6 +12,13 @@ import time
 from pathlib import Path
 from typing import Annotated, Any
 
+if sys.argv[1:2] == ["ingest"] and "--help" not in sys.argv:
+    # The worker processes' fork server takes ~0.2 s to start: under way now, it is ready when the
+    # command line's own imports and the store are (``npistack.ingest.load.start_fork_server``).
+    from npistack.ingest.load import start_fork_server
+
+    start_fork_server()
+
 import orjson
 import typer
 from rich.console import Console
