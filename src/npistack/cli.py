@@ -6,6 +6,7 @@ Every error is one line on stderr (``error: ...``) and a non-zero exit code, nev
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import time
@@ -15,9 +16,11 @@ from typing import Annotated, Any
 if sys.argv[1:2] == ["ingest"] and "--help" not in sys.argv:
     # The worker processes' fork server takes ~0.2 s to start: under way now, it is ready when the
     # command line's own imports and the store are (``npistack.ingest.load.start_fork_server``).
+    # Only a head start: where it cannot start, ingest says why when it needs it.
     from npistack.ingest.load import start_fork_server
 
-    start_fork_server()
+    with contextlib.suppress(OSError, ValueError):
+        start_fork_server()
 
 import orjson
 import typer
