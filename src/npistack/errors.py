@@ -8,7 +8,8 @@
     │   └── LayoutError           a data file whose header is not a known NPPES layout
     ├── StoreError                the database cannot do what was asked
     │   └── StoreNotReady         no data loaded yet / schema missing
-    └── LoadError                 a load that cannot proceed (e.g. another load is running)
+    ├── LoadError                 a load that cannot proceed (e.g. another load is running)
+    └── Unavailable               a service npistack needs (the meter, Redis) is down or too slow now
 """
 
 from __future__ import annotations
@@ -40,3 +41,14 @@ class StoreNotReady(StoreError):
 
 class LoadError(NpistackError):
     """A load that cannot proceed."""
+
+
+class Unavailable(NpistackError):
+    """A service npistack needs (the usage meter, Redis, a database) is down or too slow right now.
+
+    The API answers it with 503 ``service_unavailable`` and ``Retry-After: retry_after_s``.
+    """
+
+    def __init__(self, message: str, retry_after_s: float = 5.0) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s

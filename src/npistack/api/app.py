@@ -28,6 +28,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from npistack import __version__
 from npistack.api import errors
 from npistack.api.metrics import Metrics
+from npistack.errors import Unavailable
 from npistack.services.accounts import Accounts, Meter, open_meter
 from npistack.services.lookup import LookupService
 from npistack.services.upstream import Upstream, upstream_reachable
@@ -143,6 +144,7 @@ def create_app(
     app.add_exception_handler(errors.ApiError, errors.api_error_handler)
     app.add_exception_handler(StarletteHTTPException, errors.http_error_handler)
     app.add_exception_handler(RequestValidationError, errors.validation_error_handler)
+    app.add_exception_handler(Unavailable, errors.unavailable_handler)
     app.add_exception_handler(Exception, errors.unhandled_error_handler)
 
     from npistack.api.routes import admin, changes, cms, jobs, match, ops, v1, verify, webhooks

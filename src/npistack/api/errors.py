@@ -15,6 +15,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from npistack.errors import Unavailable
+
 # code -> (HTTP status, the contract's message)
 CONTRACT: dict[str, tuple[int, str]] = {
     "invalid_npi": (400, "NPI must be a 10-digit number."),
@@ -47,6 +49,11 @@ CONTRACT: dict[str, tuple[int, str]] = {
     "job_not_ready": (409, "The enrichment job has not succeeded (yet)."),
     "upload_too_large": (413, "The upload is too large."),
     "method_not_allowed": (405, "This endpoint does not accept that HTTP method."),
+    "payload_too_large": (413, "The request body is too large for this endpoint."),
+    "too_many_jobs": (429, "This key has too many enrichment jobs queued or running; wait for some to finish."),
+    "client_rate_limited": (429, "Too many requests from this address. Slow down and retry later."),
+    "service_unavailable": (503, "A service npistack needs is unavailable right now. Retry later."),
+    "deadline_exceeded": (503, "The request took longer than the server allows. Retry later or ask for less."),
 }
 
 
@@ -76,6 +83,13 @@ def error_response(request: Request, err: ApiError) -> Response:
 async def api_error_handler(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ApiError)
     return error_response(request, exc)
+
+
+async def unavailable_handler(request: Request, exc: Exception) -> Response:
+    """A dependency that is down (the meter, the job queue's database): 503 with ``Retry-After``."""
+    assert isinstance(exc, Unavailable)
+    headers = {"Retry-After": str(max(1, round(exc.retry_after_s)))}
+    return error_response(request, ApiError("service_unavailable", str(exc), headers))
 
 
 async def http_error_handler(request: Request, exc: Exception) -> Response:
