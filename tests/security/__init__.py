@@ -1,0 +1,1 @@
+"""Hardening tests (issue 14): each numbered item of the hardening issue reproduced and shown fixed."""
