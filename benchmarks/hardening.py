@@ -239,7 +239,7 @@ def stored_npis(url: str, n: int, seed: int) -> list[str]:
     path = url.removeprefix("sqlite:///")
     con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     rows = con.execute(
-        "SELECT npi FROM providers WHERE status = 'A' ORDER BY random() LIMIT ?", (n,)
+        "SELECT npi FROM providers WHERE status = 'active' ORDER BY random() LIMIT ?", (n,)
     ).fetchall()
     con.close()
     random.Random(seed).shuffle(rows)
