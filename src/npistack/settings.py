@@ -77,6 +77,43 @@ class Settings(BaseSettings):
     upstream_timeout_s: float = Field(
         default=5.0, gt=0, description="Seconds before an upstream request counts as failed (502)."
     )
+    upstream_concurrency: int = Field(
+        default=8,
+        ge=1,
+        description=(
+            "Upstream registry requests one server process has in flight at most; the others wait for a "
+            "slot (up to NPISTACK_UPSTREAM_QUEUE_S)."
+        ),
+    )
+    upstream_rate_per_s: float = Field(
+        default=10.0,
+        ge=0,
+        description=(
+            "Upstream registry requests per second one server process may start (a token bucket holding "
+            "one second's worth); 0 means no rate limit."
+        ),
+    )
+    upstream_queue_s: float = Field(
+        default=2.0,
+        gt=0,
+        description=(
+            "Seconds an NPI waits for an upstream slot or token before it is answered as upstream_error "
+            "(a large bulk request ends quickly instead of queueing)."
+        ),
+    )
+    upstream_not_found_ttl_s: float = Field(
+        default=3600.0,
+        ge=0,
+        description=(
+            "Seconds an NPI the upstream does not have is remembered as not found (and not asked again); "
+            "0 turns this negative cache off."
+        ),
+    )
+    upstream_max_response_bytes: int = Field(
+        default=1 << 20,
+        ge=1024,
+        description="Largest upstream answer read, in bytes; a larger one counts as an upstream failure.",
+    )
     cache_ttl_days: int = Field(
         default=40,
         ge=0,
@@ -91,6 +128,65 @@ class Settings(BaseSettings):
     )
     access_log: bool = Field(
         default=True, description="Write one JSON line per request to stderr (never contains keys)."
+    )
+    api_request_timeout_s: float = Field(
+        default=30.0,
+        ge=0,
+        description=(
+            "Seconds a request may take before its response starts; past it the answer is 503 "
+            "deadline_exceeded. 0 means no deadline."
+        ),
+    )
+    api_header_timeout_s: float = Field(
+        default=10.0,
+        gt=0,
+        description=(
+            "Seconds `npistack serve` gives a client to send a request's line and headers (from the "
+            "connection's start or the previous response) before it closes the connection."
+        ),
+    )
+    api_max_header_bytes: int = Field(
+        default=65536,
+        ge=1024,
+        description=(
+            "Largest request line and headers `npistack serve` reads, in bytes; a larger request gets 431 "
+            "and the connection is closed."
+        ),
+    )
+    api_keep_alive_s: int = Field(
+        default=5, ge=1, description="Seconds `npistack serve` keeps an idle keep-alive connection open."
+    )
+    api_limit_concurrency: int = Field(
+        default=1000,
+        ge=0,
+        description=(
+            "Connections and requests one server process handles at once; past it a new request gets 503 "
+            "at once. 0 means no limit."
+        ),
+    )
+    api_anonymous_per_minute: int = Field(
+        default=300,
+        ge=0,
+        description=(
+            "Requests per minute one client address may make without a valid API key (answered 401, or "
+            "the keyless CMS endpoint `/api/`), counted per server process; past it 429 "
+            "client_rate_limited. 0 turns the limit off."
+        ),
+    )
+    metrics_token: str = Field(
+        default="",
+        description=(
+            "When set, `GET /metrics` needs `Authorization: Bearer <this token>` (or an admin key). "
+            "Empty: /metrics is open."
+        ),
+    )
+    readyz_check_s: float = Field(
+        default=30.0,
+        ge=0,
+        description=(
+            "Seconds between the deep store checks of `GET /readyz` (a fresh connection reads the current "
+            "load and a provider); in between the last result is reused. 0 checks on every request."
+        ),
     )
 
     cms_files_url: str = Field(
