@@ -261,6 +261,38 @@ class Settings(BaseSettings):
             "process on the same state database and jobs folder runs them)."
         ),
     )
+    jobs_max_queued_per_key: int = Field(
+        default=100,
+        ge=0,
+        description=(
+            "Enrichment jobs one key may have queued at once; past it a new upload gets 429 too_many_jobs "
+            "before any of it is read. 0 means no limit."
+        ),
+    )
+    jobs_max_running_per_key: int = Field(
+        default=2,
+        ge=0,
+        description=(
+            "Enrichment jobs of one key that run at once, over every server process; its other jobs wait "
+            "while other keys' jobs run (runners take keys in turn). 0 means no limit."
+        ),
+    )
+    jobs_retention_days: float = Field(
+        default=30.0,
+        ge=0,
+        description=(
+            "Days a finished enrichment job (its uploaded CSV, results and record) is kept; "
+            "`npistack jobs purge` deletes older ones. 0 keeps them until purged with --older-than."
+        ),
+    )
+    changes_page_max_bytes: int = Field(
+        default=16 << 20,
+        ge=1024,
+        description=(
+            "Bytes of events one change feed page (`GET /api/v1/changes`, JSON or NDJSON) holds at most: "
+            "the page ends early past it, with the cursor to continue."
+        ),
+    )
 
     def resolved_download_dir(self) -> Path:
         return Path(self.download_dir) if self.download_dir else self.data_dir / "downloads"
