@@ -87,6 +87,7 @@ def test_column_overrides_and_side_files(tmp_path: Path, db: str) -> None:
     src = tmp_path / "in.csv"
     src.write_text("Doctor,Where\nRich Thacker,FL\nJon Dubose,NC\n")
     review, errors = tmp_path / "r" / "review.csv", tmp_path / "e.csv"
+    review.parent.mkdir()  # enrich writes into existing folders only (issue 14, item 21)
     out = tmp_path / "out.csv"
     proc = run(str(src), "-o", str(out), "--column", "name=Doctor", "-c", "state=where", "--review",
                str(review), "--errors", str(errors), "--threshold", "0.99999", "--workers", "0", db=db)  # fmt: skip
@@ -98,7 +99,7 @@ def test_column_overrides_and_side_files(tmp_path: Path, db: str) -> None:
         flagged = list(csv.DictReader(fh))
     assert len(flagged) == sum(r["nppes_match_status"] == "ambiguous" for r in rows) >= 1
     assert flagged[0]["Doctor"] == "Rich Thacker" and flagged[0]["candidate_1_npi"] == "1114920261"
-    assert errors.read_text().strip() == "input_line,reason,raw"
+    assert errors.read_text().strip() == '"input_line","reason","raw"'  # every cell quoted (csv_safe)
 
 
 def test_mistakes_are_one_clear_line(tmp_path: Path, db: str) -> None:

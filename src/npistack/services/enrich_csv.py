@@ -14,7 +14,6 @@ read-only store connection; the output keeps the input order.
 
 from __future__ import annotations
 
-import csv
 import multiprocessing
 import os
 import time
@@ -29,10 +28,12 @@ from typing import IO, Any
 from npistack.errors import NpistackError
 from npistack.services.csv_columns import Columns, detect_columns
 from npistack.services.csv_input import CsvFormat, EnrichError, Row, open_records, sniff_format
+from npistack.services.csv_safe import SafeCsvWriter
 from npistack.services.enrich_match import (
     CANDIDATE_COLUMNS,
     EMPTY_VALUES,
     MAX_CANDIDATES,
+    NUMERIC_OUTPUT_COLUMNS,
     OUTPUT_COLUMNS,
     STATUSES,
     BatchMatcher,
@@ -151,24 +152,34 @@ class _Writers:
     ) -> None:
         self.n = n_cols
         self.files: list[tuple[IO[str], Path, Path]] = []
+        for path in (summary.output, summary.review, summary.errors):
+            if path is not None and not path.parent.is_dir():
+                raise EnrichError(f"{path}: the folder {path.parent} does not exist")
         bom = fmt.bom or fmt.encoding != "utf-8"
-        self.out = self._open(summary.output, fmt, bom)
+        # Every cell is neutralized against formulas (services.csv_safe) except the plain numbers of
+        # the numeric columns npistack computes: confidences, coordinates, E.164 phones, line numbers.
+        numeric = [n_cols + OUTPUT_COLUMNS.index(c) for c in NUMERIC_OUTPUT_COLUMNS]
+        self.out = self._open(summary.output, fmt, bom, numeric)
         self.out.writerow([*header, *(prefix + c for c in OUTPUT_COLUMNS)])
-        self.review = self.errors = None
+        self.review: SafeCsvWriter | None = None
+        self.errors: SafeCsvWriter | None = None
         if summary.review:
-            self.review = self._open(summary.review, fmt, bom)
+            first = 2 + n_cols  # input_line, pick_npi, the input columns, then the candidates
+            width, conf = len(CANDIDATE_COLUMNS), CANDIDATE_COLUMNS.index("confidence")
+            self.review = self._open(
+                summary.review, fmt, bom, [0, *(first + k * width + conf for k in range(MAX_CANDIDATES))]
+            )
             cands = [f"candidate_{k}_{c}" for k in range(1, MAX_CANDIDATES + 1) for c in CANDIDATE_COLUMNS]
             self.review.writerow(["input_line", "pick_npi", *header, *cands])
         if summary.errors:
-            self.errors = self._open(summary.errors, fmt, bom)
+            self.errors = self._open(summary.errors, fmt, bom, [0])
             self.errors.writerow(["input_line", "reason", "raw"])
 
-    def _open(self, path: Path, fmt: CsvFormat, bom: bool) -> Any:
-        path.parent.mkdir(parents=True, exist_ok=True)
+    def _open(self, path: Path, fmt: CsvFormat, bom: bool, numeric: Sequence[int]) -> SafeCsvWriter:
         part = path.with_name(path.name + ".part")
         fh = part.open("w", encoding="utf-8-sig" if bom else "utf-8", newline="")
         self.files.append((fh, part, path))
-        return csv.writer(fh, delimiter=fmt.delimiter)
+        return SafeCsvWriter(fh, delimiter=fmt.delimiter, numeric_columns=numeric)
 
     def row_values(self, row: Row) -> list[str]:
         values = row.values

@@ -33,6 +33,9 @@ OUTPUT_COLUMNS = (
     "input_line",
     "match_notes",
 )
+# The OUTPUT_COLUMNS npistack computes as numbers: their plain numbers are written without the
+# formula guard's quote (services.csv_safe); every other cell is neutralized.
+NUMERIC_OUTPUT_COLUMNS = ("match_confidence", "latitude", "longitude", "phone", "fax", "input_line")
 STATUSES = ("matched", "ambiguous", "no_match", "error")
 MAX_CANDIDATES = 5
 CANDIDATE_COLUMNS = ("npi", "confidence", "name", "status", "city", "state", "evidence")
