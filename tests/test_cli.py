@@ -163,7 +163,7 @@ def test_demo(tmp_path: Path) -> None:
     port = free_port()
     env = dict(
         os.environ,
-        NPISTACK_DATABASE_URL=f"sqlite:///{tmp_path / 'unused.db'}",
+        NPISTACK_DATABASE_URL=f"sqlite:///{tmp_path / 'store.db'}",
         COLUMNS="400",
         NO_COLOR="1",
         PYTHONUNBUFFERED="1",
@@ -210,5 +210,8 @@ def test_demo(tmp_path: Path) -> None:
         "4. an API key",
     ):
         assert step in out, step
-    assert (tmp_path / "demo" / "npistack-demo.db").exists()
-    assert not (tmp_path / "unused.db").exists()  # the demo never touches the user's store
+    # The demo loads the default store (here NPISTACK_DATABASE_URL, not there yet), which every other
+    # command uses (issue 14, item 20); its bundle stays in --dir.
+    assert (tmp_path / "store.db").exists()
+    assert not (tmp_path / "demo" / "npistack-demo.db").exists()
+    assert "the default store" in out

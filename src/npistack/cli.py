@@ -19,6 +19,7 @@ if sys.argv[1:2] == ["ingest"] and "--help" not in sys.argv:
     # Only a head start: where it cannot start, ingest says why when it needs it.
     from npistack.ingest.load import start_fork_server
 
+    os.umask(os.umask(0o077) | 0o077)  # before the fork server starts (main's private_files, earlier)
     with contextlib.suppress(OSError, ValueError):
         start_fork_server()
 
@@ -39,6 +40,7 @@ from rich.text import Text
 
 from npistack import __version__
 from npistack.errors import NpistackError
+from npistack.redact import redact_text
 from npistack.settings import Settings, get_settings
 
 app = typer.Typer(
@@ -48,8 +50,62 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-out = Console(highlight=False)
-err = Console(stderr=True, highlight=False)
+
+
+class CliConsole(Console):
+    """The command line's console: every table it prints fits the terminal without cutting a value.
+
+    Rich cuts a cell that does not fit with "…" (`succeed…` at 80 columns). Here every column folds
+    instead (the whole value, on several lines); a table wider than the terminal drops its outer
+    border and vertical lines; and when there is room, the columns whose words are short (statuses,
+    ids, counts, dates) keep their full width, the long values (file names, URLs, descriptions) fold.
+    """
+
+    def print(self, *objects: Any, **kwargs: Any) -> None:  # type: ignore[override]
+        for obj in objects:
+            if isinstance(obj, Table):
+                fit_table(obj, self)
+        super().print(*objects, **kwargs)
+
+
+def _plain(cell: Any) -> str:
+    if isinstance(cell, Text):
+        return cell.plain
+    return Text.from_markup(cell).plain if isinstance(cell, str) else ""
+
+
+def fit_table(table: Table, console: Console) -> None:
+    """Make ``table`` fit ``console``'s width without an ellipsis (see ``CliConsole``)."""
+    from rich import box
+    from rich.measure import Measurement
+
+    for column in table.columns:
+        column.overflow = "fold"
+    natural = Measurement.get(console, console.options.update(max_width=100_000), table).maximum
+    if natural <= console.width:
+        return
+    table.box, table.show_edge = box.SIMPLE_HEAD, False
+    overhead = 3 * len(table.columns) + 1  # a space each side of a cell, one between columns (+2 spare)
+    mins = []
+    for column in table.columns:
+        longest = max((len(w) for cell in column._cells for w in _plain(cell).split()), default=0)
+        mins.append(longest if longest <= 16 else 0)
+    floor = 8 * mins.count(0)  # the long columns keep 8 characters each at least
+    if console.width - overhead - sum(mins) < floor:
+        return
+    for i, column in enumerate(table.columns):  # then the headers' words, while there is room
+        if not mins[i]:
+            continue
+        head = max((len(w) for w in _plain(column.header).split()), default=0)
+        if head > mins[i] and console.width - overhead - sum(mins) - (head - mins[i]) >= floor:
+            mins[i] = head
+    for column, least in zip(table.columns, mins, strict=True):
+        if least:
+            column.min_width = max(column.min_width or 0, least)
+
+
+out = CliConsole(highlight=False)
+err = CliConsole(stderr=True, highlight=False)
 
 DatabaseOpt = Annotated[
     str | None,
@@ -94,13 +150,21 @@ def _progress() -> Progress:
     )
 
 
+def _print_version(value: bool) -> None:
+    # Eager: runs while the options are parsed, before click asks for a command.
+    if value:
+        out.print(f"npistack {__version__}", markup=False)
+        raise typer.Exit()
+
+
 @app.callback()
 def _root(
-    version: Annotated[bool, typer.Option("--version", help="Print the version and exit.")] = False,
+    version: Annotated[
+        bool,
+        typer.Option("--version", help="Print the version and exit.", is_eager=True, callback=_print_version),
+    ] = False,
 ) -> None:
-    if version:
-        out.print(f"npistack {__version__}")
-        raise typer.Exit()
+    pass
 
 
 # -- ingest ------------------------------------------------------------------------------------
@@ -376,7 +440,7 @@ def _print_loads(loads: list[Any]) -> None:
             f"{ld.rows_read:,}",
             f"{ld.rows_loaded:,}",
             f"{ld.rows_quarantined:,}",
-            ld.started_at,
+            ld.started_at[:16].replace("T", " "),  # to the minute: the table fits 80 columns
             Path(ld.source).name,
         )
     out.print(t)
@@ -437,8 +501,19 @@ def show_settings() -> None:
     for c in ("variable", "value", "description"):
         t.add_column(c)
     for name, f in Settings.model_fields.items():
-        t.add_row(f"NPISTACK_{name.upper()}", str(getattr(s, name)), f.description or "")
+        t.add_row(f"NPISTACK_{name.upper()}", _shown_setting(name, getattr(s, name)), f.description or "")
     out.print(t)
+
+
+def _shown_setting(name: str, value: Any) -> str:
+    """A setting's value as ``npistack settings`` prints it: tokens and secrets masked, the password
+    of any URL (store, Redis, upstream) replaced by ``***``."""
+    from npistack.redact import MASK, redact_text
+
+    text = str(value)
+    if text and any(word in name for word in ("token", "secret", "password")):
+        return MASK
+    return redact_text(text)
 
 
 # -- demo --------------------------------------------------------------------------------------
@@ -449,29 +524,41 @@ def demo(
     rows: Annotated[int, typer.Option("--rows", "-n", help="Synthetic providers to generate.")] = 50_000,
     directory: Annotated[
         Path | None,
-        typer.Option(
-            "--dir", help="Where to put the demo bundle and store (default: NPISTACK_DATA_DIR/demo)."
-        ),
+        typer.Option("--dir", help="Where to put the demo bundle (default: NPISTACK_DATA_DIR/demo)."),
     ] = None,
     seed: Annotated[int, typer.Option(help="Random seed of the synthetic bundle.")] = 7,
     serve: Annotated[
         bool, typer.Option("--serve/--no-serve", help="Start the API server at the end (Ctrl-C stops it).")
     ] = True,
     port: Annotated[int, typer.Option("--port", help="Port of the demo server.")] = 8000,
+    database_url: Annotated[
+        str | None,
+        typer.Option(
+            "--database-url",
+            "-d",
+            help="Store to load the demo into; default: the default store (NPISTACK_DATABASE_URL or"
+            " NPISTACK_DATA_DIR/npistack.db), which every other command uses. A store holding data the"
+            " demo did not load is refused.",
+        ),
+    ] = None,
 ) -> None:
     """Synthesize providers, ingest them, show what the store answers, then serve the API with a key."""
     from npistack.cli_api import run_server
     from npistack.services.demo import run_demo
 
+    settings = _settings()
+    default_url = settings.resolved_database_url()
     run_demo(
         out,
-        directory or (_settings().data_dir / "demo"),
+        directory or (settings.data_dir / "demo"),
         rows=rows,
         seed=seed,
         ingest_fn=run_ingest,
         summary_fn=_print_summary,
         serve_fn=(lambda url: run_server(database_url=url, port=port, host="127.0.0.1")) if serve else None,
         port=port,
+        database_url=database_url or default_url,
+        default_url=default_url,
     )
 
 
@@ -483,14 +570,22 @@ from npistack import cli_updates as _cli_updates  # noqa: E402,F401  (registers 
 from npistack import cli_webhooks as _cli_webhooks  # noqa: E402,F401  (registers webhooks, worker)
 
 
+def private_files() -> None:
+    """Every file and folder this process (and its children) creates is its user's only (umask 077,
+    or stricter if the user's is): the store holds webhook secrets, the accounts database key hashes,
+    enrich outputs and job folders customers' data. See docs/cli.md, "Files and permissions"."""
+    os.umask(os.umask(0o077) | 0o077)
+
+
 def main() -> None:
     """Console entry point: one clear line on error, never a traceback (unless NPISTACK_DEBUG)."""
     debug = bool(os.environ.get("NPISTACK_DEBUG"))
     started = time.perf_counter()
+    private_files()
     try:
         app(standalone_mode=False, prog_name="npistack")
     except NpistackError as e:
-        err.print(Text.assemble(("error: ", "red"), str(e)), soft_wrap=True)
+        err.print(Text.assemble(("error: ", "red"), redact_text(str(e))), soft_wrap=True)
         if debug:
             raise
         sys.exit(1)
@@ -511,7 +606,8 @@ def main() -> None:
             raise
         err.print(
             Text.assemble(
-                ("internal error: ", "red"), f"{type(e).__name__}: {e} (set NPISTACK_DEBUG=1 for a traceback)"
+                ("internal error: ", "red"),
+                redact_text(f"{type(e).__name__}: {e} (set NPISTACK_DEBUG=1 for a traceback)"),
             ),
             soft_wrap=True,
         )

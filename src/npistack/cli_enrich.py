@@ -65,12 +65,15 @@ def enrich(
     overrides = parse_overrides(column or [])
     if not input_path.is_file():
         raise NpistackError(f"{input_path}: no such file")
-    store_url = database_url or _settings().resolved_database_url()
-    _check_store(store_url)
-    info = inspect_csv(input_path, overrides)
     default_review, default_errors = default_side_paths(output)
     review = review or default_review
     errors = errors or default_errors
+    for path in (output, review, errors):
+        if not path.parent.is_dir():
+            raise NpistackError(f"{path}: the folder {path.parent} does not exist (create it first)")
+    store_url = database_url or _settings().resolved_database_url()
+    _check_store(store_url)
+    info = inspect_csv(input_path, overrides)
     paths = [p.resolve() for p in (input_path, output, review, errors)]
     if len(set(paths)) < 4:
         raise NpistackError(f"{output}: the output would overwrite the input (or the review/errors file)")

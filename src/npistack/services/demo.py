@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -12,8 +13,37 @@ from rich.console import Console
 from rich.table import Table
 
 from npistack.normalize.geo import zip_info
+from npistack.redact import redact_url
 from npistack.services.providers import get_provider, get_providers
 from npistack.storage import open_store
+
+
+def check_store_is_free(url: str, directory: Path) -> None:
+    """Refuse (one line) a store that holds data the demo did not load: the demo loads a synthetic
+    monthly file, which would replace a real store's providers. A store that is not there yet, is
+    empty, or whose every load came from a bundle in the demo's folder is the demo's to use."""
+    from npistack.errors import NpistackError
+
+    try:
+        store = open_store(url, read_only=url.startswith("sqlite"))
+    except NpistackError:
+        return  # no store yet (or one the ingest will explain)
+    try:
+        if store.count_providers() == 0:
+            return
+        folder = directory.resolve()
+        foreign = [
+            ld for ld in store.loads(limit=10_000) if not Path(ld.source).resolve().is_relative_to(folder)
+        ]
+    finally:
+        store.close()
+    if foreign:
+        ld = foreign[0]
+        raise NpistackError(
+            f"{redact_url(url)} already holds data the demo did not load (load #{ld.id} from "
+            f"{Path(ld.source).name}); the demo never replaces it: give the demo its own store with "
+            f"--database-url sqlite:///{directory / 'npistack-demo.db'}"
+        )
 
 
 def run_demo(
@@ -26,12 +56,16 @@ def run_demo(
     summary_fn: Callable[[Any], None],
     serve_fn: Callable[[str], None] | None = None,
     port: int = 8000,
+    database_url: str,
+    default_url: str,
 ) -> None:
+    """The demo in ``directory`` (its bundle), loaded into ``database_url``: the default store
+    (``default_url``, what every other command uses) unless the user named another one."""
     from npistack.nppes.synth import write_bundle
 
+    url = database_url
+    check_store_is_free(url, directory)
     directory.mkdir(parents=True, exist_ok=True)
-    db = directory / "npistack-demo.db"
-    url = f"sqlite:///{db}"
     console.rule("[bold]1. synthesize a CMS-format bundle")
     t0 = time.perf_counter()
     stats = write_bundle(directory, rows, seed, broken_rows=max(3, rows // 10_000))
@@ -78,8 +112,18 @@ def run_demo(
         markup=False,
         soft_wrap=True,
     )
-    console.print(f"  npistack stats --database-url {url}", markup=False, soft_wrap=True)
     console.print(f"  interactive docs: {base}/docs", markup=False)
+    console.rule("[bold]the demo's store")
+    if url == default_url:
+        console.print(
+            f"{redact_url(url)}: the default store; `npistack stats`, `npistack keys create` and "
+            "`npistack serve` use it as they are.",
+            markup=False,
+            soft_wrap=True,
+        )
+    else:
+        console.print("point every command at it (stats, keys, serve, enrich...):", markup=False)
+        console.print(f"  export NPISTACK_DATABASE_URL={shlex.quote(url)}", markup=False, soft_wrap=True)
     if serve_fn is not None:
         console.rule("[bold]5. serving (Ctrl-C to stop)")
         serve_fn(url)
@@ -102,15 +146,15 @@ def _show(console: Console, store: Any) -> tuple[str, str, str] | None:
         pt = sample["primaryTaxonomy"] or {}
         loc = sample.get("practiceLocation") or {}
         console.print(
-            f"[bold]lookup[/] NPI {sample['npi']}: {sample['name']['full']} · {pt.get('description')} "
-            f"· license {pt.get('license')} ({pt.get('state')}) · {len(sample['taxonomies'])} taxonomies"
+            f"[bold]lookup[/] NPI {sample['npi']}: {sample['name']['full']} · {pt.get('description') or ''} "
+            + (
+                f"· license {pt['license']} ({pt.get('state') or '?'}) "
+                if pt.get("license")
+                else "· no license "
+            )
+            + f"· {len(sample['taxonomies'])} taxonomies"
         )
-        std = loc.get("standardized") or {}
-        console.print(
-            f"  practice: {std.get('line1')} {std.get('line2') or ''}, {std.get('city')} "
-            f"{std.get('state')} {std.get('zip5')} · phone {loc.get('phone')} · fax {loc.get('fax')} "
-            f"· {loc.get('latitude')},{loc.get('longitude')} ({loc.get('county')}, {loc.get('timeZone')})"
-        )
+        console.print(f"  practice: {_practice_line(loc)}", markup=False, soft_wrap=True)
         if pt.get("license"):
             found = store.find_by_license(pt["license"], pt.get("state"))
             console.print(f"[bold]by license[/] {pt['license']} {pt.get('state')}: {', '.join(found[:5])}")
@@ -160,3 +204,17 @@ def _show(console: Console, store: Any) -> tuple[str, str, str] | None:
         return None
     state = (sample.get("practiceLocation") or {}).get("state") or "CA"
     return sample["npi"], sample["name"]["last"], state
+
+
+def _practice_line(loc: dict[str, Any]) -> str:
+    """The practice location in one line, leaving out what the record does not have (no ``None``)."""
+    std = loc.get("standardized") or {}
+    street = " ".join(p for p in (std.get("line1"), std.get("line2")) if p)
+    place = " ".join(p for p in (std.get("city"), std.get("state"), std.get("zip5")) if p)
+    parts = [", ".join(p for p in (street, place) if p)]
+    parts.append(f"phone {loc['phone']}" if loc.get("phone") else "no phone")
+    parts.append(f"fax {loc['fax']}" if loc.get("fax") else "no fax")
+    if loc.get("latitude") is not None and loc.get("longitude") is not None:
+        where = ", ".join(str(loc[k]) for k in ("county", "timeZone") if loc.get(k))
+        parts.append(f"{loc['latitude']},{loc['longitude']}" + (f" ({where})" if where else ""))
+    return " · ".join(p for p in parts if p)
