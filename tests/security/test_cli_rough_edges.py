@@ -143,3 +143,9 @@ def test_settings_hide_passwords_and_tokens(tmp_path: Path) -> None:
     assert "postgresql://postgres:***@127.0.0.1:5432/npi" in printed
     for secret in ("SuperSecretPw", "PgSecretPw", "MetricsSecretToken"):
         assert secret not in printed
+
+
+def test_error_lines_hide_passwords(tmp_path: Path) -> None:
+    proc = npistack("stats", "-d", "foo://user:TopSecretPw@db.example/npi", data_dir=tmp_path, check=False)
+    line = one_line_error(proc)
+    assert "foo://user:***@db.example/npi" in line and "TopSecretPw" not in proc.stdout + proc.stderr
