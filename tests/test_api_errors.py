@@ -341,12 +341,17 @@ def test_wrong_methods_are_405(api: TestClient, keys: dict[str, str]) -> None:
 def test_malformed_bulk_bodies_get_the_contract_400(
     api: TestClient, keys: dict[str, str], body: bytes
 ) -> None:
-    for headers in ({}, bearer(keys["client"])):  # the body is checked before the key
-        r = api.post(
-            "/api/v1/npi/bulk", headers={**headers, "Content-Type": "application/json"}, content=body
-        )
-        assert_error(r, 400, "invalid_bulk_request", BULK_MESSAGE)
-        assert "x-quota-remaining" not in r.headers
+    # The key is checked before the body is read (issue 14: no work for a stranger), then the body
+    # before any credit is taken.
+    r = api.post("/api/v1/npi/bulk", headers={"Content-Type": "application/json"}, content=body)
+    assert_error(r, 401, "invalid_api_key")
+    r = api.post(
+        "/api/v1/npi/bulk",
+        headers={**bearer(keys["client"]), "Content-Type": "application/json"},
+        content=body,
+    )
+    assert_error(r, 400, "invalid_bulk_request", BULK_MESSAGE)
+    assert "x-quota-remaining" not in r.headers
 
 
 @pytest.mark.parametrize(
@@ -356,10 +361,12 @@ def test_malformed_bulk_bodies_get_the_contract_400(
 def test_malformed_verify_bodies_are_400_invalid_verify_request(
     api: TestClient, keys: dict[str, str], path: str, body: bytes
 ) -> None:
-    for headers in ({}, bearer(keys["client"])):  # the body is checked before the key
-        r = api.post(path, headers={**headers, "Content-Type": "application/json"}, content=body)
-        assert_error(r, 400, "invalid_verify_request")
-        assert "x-quota-remaining" not in r.headers
+    # The key first (issue 14), then the body before any credit is taken.
+    r = api.post(path, headers={"Content-Type": "application/json"}, content=body)
+    assert_error(r, 401, "invalid_api_key")
+    r = api.post(path, headers={**bearer(keys["client"]), "Content-Type": "application/json"}, content=body)
+    assert_error(r, 400, "invalid_verify_request")
+    assert "x-quota-remaining" not in r.headers
 
 
 @pytest.mark.parametrize("body", BAD_BODIES)
@@ -551,7 +558,11 @@ def test_a_failing_store_is_internal_error_without_traceback(
 def test_malformed_match_bodies_are_400_invalid_match_request(
     api: TestClient, keys: dict[str, str], body: bytes
 ) -> None:
-    for headers in ({}, bearer(keys["client"])):  # the body is checked before the key
-        r = api.post("/api/v1/match", headers={**headers, "Content-Type": "application/json"}, content=body)
-        assert_error(r, 400, "invalid_match_request")
-        assert "x-quota-remaining" not in r.headers
+    # The key first (issue 14), then the body before any credit is taken.
+    r = api.post("/api/v1/match", headers={"Content-Type": "application/json"}, content=body)
+    assert_error(r, 401, "invalid_api_key")
+    r = api.post(
+        "/api/v1/match", headers={**bearer(keys["client"]), "Content-Type": "application/json"}, content=body
+    )
+    assert_error(r, 400, "invalid_match_request")
+    assert "x-quota-remaining" not in r.headers

@@ -175,6 +175,30 @@ def serve(
     run_server(host=host, port=port, workers=workers, database_url=database_url)
 
 
+def _check_can_listen(host: str, port: int) -> None:
+    """Bind the address once, as uvicorn will, so a busy port fails here in one line (not after
+    "serving ..." and a uvicorn log record)."""
+    import errno
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except OSError as e:
+        raise ConfigError(f"cannot listen on {host}:{port}: {e.strerror or e}") from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does
+        try:
+            sock.bind(address)
+        except OSError as e:
+            why = {
+                errno.EADDRINUSE: "the port is in use (another server?); pick another with --port",
+                errno.EACCES: "permission denied (ports below 1024 need privileges)",
+                errno.EADDRNOTAVAIL: "no such address on this machine (--host)",
+            }.get(e.errno or 0, e.strerror or str(e))
+            raise ConfigError(f"cannot listen on {host}:{port}: {why}") from None
+
+
 def run_server(
     *,
     host: str | None = None,
@@ -184,32 +208,42 @@ def run_server(
 ) -> None:
     import uvicorn
 
+    from npistack.api.server import uvicorn_options
+    from npistack.errors import NpistackError
+    from npistack.redact import redact_text, redact_url
     from npistack.storage import open_store
 
     s = _settings()
     url = database_url or s.resolved_database_url()
-    store = open_store(url, read_only=url.startswith("sqlite") or "://" not in url)  # fails early, one line
+    try:
+        store = open_store(
+            url, read_only=url.startswith("sqlite") or "://" not in url
+        )  # fails early, one line
+    except NpistackError as e:  # a driver's message may quote the URL, password and all
+        raise ConfigError(redact_text(str(e))) from None
     store.close()
     if database_url:
         os.environ["NPISTACK_DATABASE_URL"] = database_url  # for the app factory, here and in workers
         from npistack.settings import get_settings
 
         get_settings.cache_clear()
+        s = _settings()
     h, p, w = host or s.api_host, port or s.api_port, workers or s.api_workers
+    _check_can_listen(h, p)
     out.print(
-        f"serving {url} on http://{h}:{p} ({w} worker{'s' if w > 1 else ''}); docs at http://{h}:{p}/docs"
+        f"serving {redact_url(url)} on http://{h}:{p} ({w} worker{'s' if w > 1 else ''}); "
+        f"docs at http://{h}:{p}/docs",
+        markup=False,
     )
     try:
         uvicorn.run(
-            "npistack.api.app:create_app",
-            factory=True,
-            host=h,
-            port=p,
-            workers=w,
-            access_log=False,
-            log_level="warning",
-            loop="uvloop",
-            http="httptools",
+            "npistack.api.app:create_app", factory=True, host=h, port=p, workers=w, **uvicorn_options(s)
         )
     except OSError as e:
-        raise ConfigError(f"cannot listen on {h}:{p}: {e}") from None
+        raise ConfigError(f"cannot listen on {h}:{p}: {e.strerror or e}") from None
+    except SystemExit as e:  # uvicorn exits 1 when it cannot bind after all (a race with another server)
+        if e.code not in (None, 0):
+            raise ConfigError(
+                f"cannot listen on {h}:{p}: uvicorn could not start (see the line above)"
+            ) from None
+        raise

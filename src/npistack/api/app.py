@@ -7,10 +7,8 @@ lookup service. Routes live in ``npistack.api.routes``, one module per resource.
 
 from __future__ import annotations
 
+import asyncio
 import logging
-import os
-import secrets
-import sys
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -19,11 +17,10 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 import httpx
-import orjson
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Scope
 
 from npistack import __version__
 from npistack.api import errors
@@ -40,6 +37,27 @@ from npistack.storage.base import LoadRecord, SqlStore
 log = logging.getLogger("npistack.api")
 
 
+_EDGE_RESPONSES = {
+    "429": "rate_limited (this key) or client_rate_limited (this address, without a valid key)",
+    "503": "deadline_exceeded (the request took too long) or service_unavailable (a dependency is down)",
+}
+
+
+def _constrain(path: str, parameters: list[dict[str, Any]]) -> None:
+    """Put the validation's own constraints into the document (params.py): patterns, lengths, enums."""
+    from npistack.api.params import path_constraints, search_constraints
+
+    by_path = path_constraints()
+    by_query = search_constraints() if path == "/api/v1/providers/search" else {}
+    for param in parameters:
+        table = by_path if param.get("in") == "path" else by_query if param.get("in") == "query" else {}
+        if param.get("in") == "header" and param.get("name") == "enrichment":
+            table = {"enrichment": search_constraints()["enrichment"]}
+        rule = table.get(param.get("name", ""))
+        if rule is not None:
+            param["schema"] = {**rule, "title": param.get("schema", {}).get("title", param["name"])}
+
+
 @dataclass
 class ApiState:
     settings: Settings
@@ -51,6 +69,8 @@ class ApiState:
     metrics: Metrics
     now: Callable[[], datetime]
     _load: tuple[float, LoadRecord | None] = field(default=(0.0, None))
+    store_check: tuple[float, str] = field(default=(0.0, ""))  # (when, result) of /readyz's deep check
+    store_check_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     def today(self) -> date:
         return self.now().date()
@@ -100,7 +120,13 @@ def create_app(
         upstream = None
         if not _offline(settings):
             upstream = Upstream(
-                settings.upstream_url, timeout_s=settings.upstream_timeout_s, transport=upstream_transport
+                settings.upstream_url,
+                timeout_s=settings.upstream_timeout_s,
+                transport=upstream_transport,
+                concurrency=settings.upstream_concurrency,
+                rate_per_s=settings.upstream_rate_per_s,
+                queue_s=settings.upstream_queue_s,
+                max_response_bytes=settings.upstream_max_response_bytes,
             )
         lookup = LookupService(
             store,
@@ -109,6 +135,7 @@ def create_app(
             ttl_days=settings.cache_ttl_days,
             today=lambda: clock().date(),
             default_release=lambda: _release_of(app.state.api.current_load()),
+            not_found_ttl_s=settings.upstream_not_found_ttl_s,
         )
         app.state.api = ApiState(
             settings=settings,
@@ -158,9 +185,38 @@ def create_app(
     app.include_router(admin.router)
     app.include_router(webhooks.router)
     app.include_router(ops.router)
-    app.add_middleware(RequestContext, metrics=metrics, access_log=settings.access_log)
+    _add_edge(app, settings, metrics)
     _customize_openapi(app)
     return app
+
+
+def _key_is_valid(scope: Scope, token: str) -> bool:
+    """Whether ``token`` is a usable API key (the anonymous throttle lets such requests through)."""
+    try:
+        return app_state(scope["app"]).accounts.authenticate(token) is not None
+    except Exception:  # the route itself will answer (401, 503)
+        return False
+
+
+def _add_edge(app: FastAPI, settings: Settings, metrics: Metrics) -> None:
+    """Wrap the whole middleware stack, Starlette's error middleware included, in ``Edge``."""
+    from npistack.api.edge import ClientThrottle, Edge
+
+    build = app.build_middleware_stack
+    per_minute = settings.api_anonymous_per_minute
+
+    def build_with_edge() -> ASGIApp:
+        return Edge(
+            build(),
+            metrics=metrics,
+            access_log=settings.access_log,
+            deadline_s=settings.api_request_timeout_s,
+            throttle=ClientThrottle(per_minute) if per_minute > 0 else None,
+            cms_keyless=not settings.cms_require_key,
+            key_is_valid=_key_is_valid,
+        )
+
+    app.build_middleware_stack = build_with_edge  # type: ignore[method-assign]
 
 
 def _customize_openapi(app: FastAPI) -> None:
@@ -191,6 +247,17 @@ def _customize_openapi(app: FastAPI) -> None:
                     }
                 if path.startswith(("/api/v1", "/admin/v1")):
                     op["security"] = [{"bearerAuth": []}]
+                    for status, what in _EDGE_RESPONSES.items():
+                        responses.setdefault(
+                            status,
+                            {
+                                "description": what,
+                                "content": {
+                                    "application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}
+                                },
+                            },
+                        )
+                _constrain(path, op.get("parameters", []))
         schemas = schema.get("components", {}).get("schemas", {})
         for name in ("HTTPValidationError", "ValidationError"):
             schemas.pop(name, None)
@@ -198,55 +265,6 @@ def _customize_openapi(app: FastAPI) -> None:
         return schema
 
     app.openapi = openapi  # type: ignore[method-assign]
-
-
-class RequestContext:
-    """Pure ASGI middleware: a request id on every response (``X-Request-Id``), the metrics, and one
-    JSON access-log line per request (method, path, status, duration, key id; never a key)."""
-
-    def __init__(self, app: ASGIApp, metrics: Metrics, access_log: bool) -> None:
-        self.app = app
-        self.metrics = metrics
-        self.access_log = access_log
-        self.pid = os.getpid()
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        rid = "req_" + secrets.token_hex(8)
-        scope.setdefault("state", {})["request_id"] = rid
-        t0 = time.perf_counter()
-        status = 500
-
-        async def send_with_id(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-                headers = message.setdefault("headers", [])
-                if not any(k == b"x-request-id" for k, _ in headers):
-                    headers.append((b"x-request-id", rid.encode()))
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_with_id)
-        finally:
-            elapsed = time.perf_counter() - t0
-            route = scope.get("route")
-            template = getattr(route, "path", None) or "unmatched"
-            self.metrics.observe(scope["method"], template, status, elapsed)
-            if self.access_log:
-                line = {
-                    "ts": datetime.now(UTC).isoformat(timespec="milliseconds"),
-                    "requestId": rid,
-                    "method": scope["method"],
-                    "path": scope["path"],
-                    "status": status,
-                    "ms": round(elapsed * 1000, 2),
-                    "keyId": scope["state"].get("key_id"),
-                    "pid": self.pid,
-                }
-                sys.stderr.write(orjson.dumps(line).decode() + "\n")
 
 
 def app_state(app: Any) -> ApiState:

@@ -97,12 +97,24 @@ async def http_error_handler(request: Request, exc: Exception) -> Response:
     if exc.status_code == 404:
         return error_response(request, ApiError("not_found", f"No endpoint {request.url.path}."))
     if exc.status_code == 405:
-        allow = dict(exc.headers or {})  # HTTP requires the Allow header on a 405
+        allow = {"Allow": allowed_methods(request) or (exc.headers or {}).get("Allow", "")}
         return error_response(
             request,
             ApiError("method_not_allowed", f"{request.method} is not allowed on {request.url.path}.", allow),
         )
     return error_response(request, ApiError("invalid_request", str(exc.detail)))
+
+
+def allowed_methods(request: Request) -> str:
+    """Every method some route accepts on this path (HTTP requires them all in a 405's Allow)."""
+    from starlette.routing import Match
+
+    methods: set[str] = set()
+    for route in getattr(request.app, "routes", ()):
+        match, _ = route.matches({**request.scope, "method": "\x00"})  # a method no route has
+        if match is Match.PARTIAL and getattr(route, "methods", None):
+            methods.update(route.methods)
+    return ", ".join(sorted(methods))
 
 
 async def validation_error_handler(request: Request, exc: Exception) -> Response:

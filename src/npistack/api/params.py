@@ -204,3 +204,56 @@ def parse_search(params: Mapping[str, str], multi: Mapping[str, list[str]] | Non
         radius_miles=radius,
     )
     return SearchRequest(query, limit, skip, cursor, params.get("enrichment"))
+
+
+# -- the OpenAPI document as strict as this validation ------------------------------------------
+
+_NPI_PATTERN = "^[0-9]{10}$"
+
+
+def _enrichment_pattern() -> str:
+    from npistack.services.enrichment import FACTORS, PRESETS
+
+    one = "|".join(sorted({*PRESETS, *FACTORS}, key=lambda v: (-len(v), v)))
+    return rf"^ *({one}) *(, *({one}) *)*$"
+
+
+def search_constraints() -> dict[str, dict[str, object]]:
+    """JSON-schema constraints of each search parameter, mirroring ``parse_search`` (a value the
+    document allows may still fail a rule it cannot say, e.g. a ZIP that is not a real ZIP)."""
+    name = {"type": "string", "minLength": 1, "maxLength": 100}
+    return {
+        "last_name": name,
+        "first_name": name,
+        "organization_name": name,
+        "taxonomy_description": name,
+        "city": {"type": "string", "minLength": 1, "maxLength": 64},
+        "state": {"type": "string", "pattern": "^[A-Za-z]{2}$"},
+        "postal_code": {
+            "type": "string",
+            "pattern": r"^([0-9]{2,5}|[0-9]{9}|[0-9]{5}-[0-9]{4}|[0-9]{2,9}\*)$",
+        },
+        "address_purpose": {"type": "string", "enum": ["location", "primary", "secondary", "mailing"]},
+        "taxonomy": {"type": "string", "pattern": "^[0-9A-Za-z]{9}[Xx]$"},
+        "entity_type": {"type": "string", "enum": ["NPI-1", "NPI-2", "1", "2"]},
+        "status": {"type": "string", "enum": ["active", "deactivated", "any"]},
+        "fuzzy": {"type": "string", "enum": ["true", "false", "1", "0", "yes", "no", "on", "off"]},
+        "nicknames": {"type": "string", "enum": ["true", "false", "1", "0", "yes", "no", "on", "off"]},
+        "near": {
+            "type": "string",
+            "pattern": r"^([0-9]{5}|-?[0-9]{1,3}(\.[0-9]{1,6})?,-?[0-9]{1,3}(\.[0-9]{1,6})?)$",
+        },
+        "radius_miles": {"type": "number", "exclusiveMinimum": 0, "maximum": MAX_RADIUS},
+        "limit": {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT},
+        "skip": {"type": "integer", "minimum": 0, "maximum": MAX_SKIP},
+        "enrichment": {"type": "string", "pattern": _enrichment_pattern()},
+    }
+
+
+def path_constraints() -> dict[str, dict[str, object]]:
+    """Constraints of path parameters by name, wherever they appear."""
+    return {
+        "npi": {"type": "string", "pattern": _NPI_PATTERN, "description": "A 10-digit NPI"},
+        "action": {"type": "string", "enum": ["suspend", "resume", "revoke"]},
+        "name": {"type": "string", "minLength": 1, "maxLength": 64, "pattern": r"\S"},  # a plan's
+    }

@@ -7,7 +7,7 @@ contract's fields are required, npistack's richer fields (docs/provider-document
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -75,7 +75,9 @@ class LookupResponse(BaseModel):
 
 
 class BulkRequest(BaseModel):
-    npis: list[str] = Field(min_length=1, max_length=50, description="1 to 50 NPIs (10-digit strings)")
+    npis: list[Annotated[str, Field(pattern="^[0-9]{10}$")]] = Field(
+        min_length=1, max_length=50, description="1 to 50 NPIs (10-digit strings)"
+    )
 
 
 class BulkItem(BaseModel):
@@ -136,6 +138,7 @@ _DESCRIPTIONS = {
     429: "rate_limited",
     500: "internal_error",
     502: "upstream_unavailable",
+    503: "deadline_exceeded or service_unavailable",
 }
 
 

@@ -10,24 +10,33 @@ Each NPI looked up comes back with a cache status, as the Health Provider API de
   stored (so the next lookup is a ``hit``). Without one (offline), the NPI is simply not found.
 
 When the upstream is needed and fails or times out, the NPI's outcome is ``upstream_error``.
+
+The upstream is asked sparingly (docs/api.md, "Upstream"): an NPI it does not have is remembered as
+not found for ``not_found_ttl_s`` (a negative cache, per process), concurrent lookups of one NPI share
+one upstream request, and the ``Upstream`` client bounds concurrency and rate: an NPI that gets no
+upstream slot in time is answered ``upstream_error`` at once rather than queued.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
+import time
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 
 from npistack.services.providers import _nucc, expand
-from npistack.services.upstream import Upstream, UpstreamError, result_to_block
+from npistack.services.upstream import Upstream, UpstreamBusy, UpstreamError, result_to_block
 from npistack.storage import open_store
 from npistack.storage.base import SqlStore
 from npistack.storage.writes import replace_providers
 
 log = logging.getLogger("npistack.lookup")
+NOT_FOUND_MAX = 100_000  # NPIs the negative cache remembers at most (the oldest are forgotten first)
 
 
 @dataclass
@@ -36,6 +45,7 @@ class Outcome:
     doc: dict[str, Any] | None  # the full provider document, or None
     cache: str  # "hit", "stale" or "miss"
     upstream_error: bool = False
+    error: str = ""  # why the upstream failed (logs only)
 
     @property
     def cached(self) -> bool:
@@ -53,6 +63,8 @@ class LookupService:
         ttl_days: int,
         today: Callable[[], date] = lambda: datetime.now(UTC).date(),
         default_release: Callable[[], date | None] = lambda: None,
+        not_found_ttl_s: float = 3600.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.store = store
         self.store_url = store_url
@@ -63,6 +75,10 @@ class LookupService:
         self._writer: SqlStore | None = None
         self._revalidating: set[str] = set()
         self._tasks: set[asyncio.Task[None]] = set()
+        self.not_found_ttl_s = not_found_ttl_s
+        self.clock = clock
+        self._not_found: OrderedDict[str, float] = OrderedDict()  # npi -> when to ask again
+        self._inflight: dict[str, asyncio.Task[Outcome]] = {}
 
     def _age_days(self, doc: dict[str, Any]) -> int | None:
         released = (doc.get("release") or {}).get("date")
@@ -97,25 +113,71 @@ class LookupService:
                 for npi in missing:
                     known[npi] = Outcome(npi, None, "miss")
             else:
-                fetched = await asyncio.gather(*(self._fetch(npi) for npi in missing))
+                ask = []
+                for npi in missing:
+                    if self._known_absent(npi):
+                        known[npi] = Outcome(npi, None, "miss")
+                    else:
+                        ask.append(npi)
+                fetched = await asyncio.gather(*(self._fetch_shared(npi) for npi in ask))
+                failures = [o for o in fetched if o.upstream_error]
+                if failures:
+                    log.warning(
+                        "upstream lookup of %d of %d NPIs failed (first %s: %s)",
+                        len(failures),
+                        len(ask),
+                        failures[0].npi,
+                        failures[0].error,
+                    )
                 for outcome in fetched:
                     known[outcome.npi] = outcome
         return [known[npi] for npi in npis]
+
+    def _known_absent(self, npi: str) -> bool:
+        """Whether the upstream said lately that it has no ``npi`` (the negative cache)."""
+        until = self._not_found.get(npi)
+        if until is None:
+            return False
+        if self.clock() < until:
+            return True
+        del self._not_found[npi]
+        return False
+
+    def _remember_absent(self, npi: str) -> None:
+        if self.not_found_ttl_s <= 0:
+            return
+        self._not_found[npi] = self.clock() + self.not_found_ttl_s
+        self._not_found.move_to_end(npi)
+        while len(self._not_found) > NOT_FOUND_MAX:
+            self._not_found.popitem(last=False)
+
+    async def _fetch_shared(self, npi: str) -> Outcome:
+        """One upstream request per NPI at a time, whoever asks for it meanwhile."""
+        task = self._inflight.get(npi)
+        if task is None:
+            task = asyncio.get_running_loop().create_task(self._fetch(npi))
+            self._inflight[npi] = task
+            task.add_done_callback(functools.partial(self._fetched, npi))
+        return await asyncio.shield(task)
+
+    def _fetched(self, npi: str, task: asyncio.Task[Outcome]) -> None:
+        if self._inflight.get(npi) is task:
+            del self._inflight[npi]
 
     async def _fetch(self, npi: str) -> Outcome:
         assert self.upstream is not None
         try:
             result = await self.upstream.fetch(npi)
         except UpstreamError as e:
-            log.warning("upstream lookup of %s failed: %s", npi, e)
-            return Outcome(npi, None, "miss", upstream_error=True)
+            return Outcome(npi, None, "miss", upstream_error=True, error=str(e))
         if result is None:
+            self._remember_absent(npi)
             return Outcome(npi, None, "miss")
         try:
             doc = self._keep(result)
         except Exception as e:  # an unusable registry answer is an upstream failure, not a 500
             log.warning("upstream answer for %s could not be stored: %s", npi, e)
-            return Outcome(npi, None, "miss", upstream_error=True)
+            return Outcome(npi, None, "miss", upstream_error=True, error=str(e))
         return Outcome(npi, doc, "miss")
 
     def _keep(self, result: dict[str, Any]) -> dict[str, Any] | None:
@@ -143,6 +205,8 @@ class LookupService:
             result = await self.upstream.fetch(npi)
             if result is not None:
                 self._keep(result)
+        except UpstreamBusy as e:  # the budget is spent: the stale copy serves until the next lookup
+            log.debug("revalidation of %s skipped: %s", npi, e)
         except Exception as e:  # background work: log, never raise
             log.warning("revalidation of %s failed: %s", npi, e)
         finally:
