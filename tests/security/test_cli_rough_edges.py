@@ -81,6 +81,9 @@ def test_the_demo_never_replaces_a_real_store(tmp_path: Path) -> None:
     own = f"sqlite:///{tmp_path / 'demo.db'}"
     printed = npistack("demo", "--rows", "200", "--no-serve", "-d", own, data_dir=data).stdout
     assert f"export NPISTACK_DATABASE_URL={own}" in printed
+    # Run again (a smaller demo), it replaces its own earlier data.
+    again = npistack("demo", "--rows", "100", "--no-serve", "-d", own, data_dir=data).stdout
+    assert "removed" in again
 
 
 # -- item 21 -----------------------------------------------------------------------------------

@@ -18,19 +18,20 @@ from npistack.services.providers import get_provider, get_providers
 from npistack.storage import open_store
 
 
-def check_store_is_free(url: str, directory: Path) -> None:
+def check_store_is_free(url: str, directory: Path) -> bool:
     """Refuse (one line) a store that holds data the demo did not load: the demo loads a synthetic
     monthly file, which would replace a real store's providers. A store that is not there yet, is
-    empty, or whose every load came from a bundle in the demo's folder is the demo's to use."""
+    empty, or whose every load came from a bundle in the demo's folder is the demo's to use; True
+    when it holds an earlier demo's providers (which the new demo bundle may replace)."""
     from npistack.errors import NpistackError
 
     try:
-        store = open_store(url, read_only=url.startswith("sqlite"))
+        store = open_store(url, read_only=True)
     except NpistackError:
-        return  # no store yet (or one the ingest will explain)
+        return False  # no store yet (or one the ingest will explain)
     try:
         if store.count_providers() == 0:
-            return
+            return False
         folder = directory.resolve()
         foreign = [
             ld for ld in store.loads(limit=10_000) if not Path(ld.source).resolve().is_relative_to(folder)
@@ -44,6 +45,7 @@ def check_store_is_free(url: str, directory: Path) -> None:
             f"{Path(ld.source).name}); the demo never replaces it: give the demo its own store with "
             f"--database-url sqlite:///{directory / 'npistack-demo.db'}"
         )
+    return True
 
 
 def run_demo(
@@ -64,7 +66,7 @@ def run_demo(
     from npistack.nppes.synth import write_bundle
 
     url = database_url
-    check_store_is_free(url, directory)
+    earlier_demo = check_store_is_free(url, directory)
     directory.mkdir(parents=True, exist_ok=True)
     console.rule("[bold]1. synthesize a CMS-format bundle")
     t0 = time.perf_counter()
@@ -76,7 +78,8 @@ def run_demo(
     )
 
     console.rule("[bold]2. ingest it")
-    summary = ingest_fn(stats.path, url, workers=0, force=False)
+    # Over an earlier demo's store, the new bundle replaces it whatever its size (--force).
+    summary = ingest_fn(stats.path, url, workers=0, force=earlier_demo)
     summary_fn(summary)
 
     console.rule("[bold]3. ask the store")
