@@ -5,6 +5,11 @@ NPI is a 400 before authentication, without quota headers), then the key (401), 
 window (429, with the rate headers), then the subscription (403 ``subscription_inactive``, with the
 rate headers), then the credits (403 ``quota_exceeded``, with both). A metered response carries
 ``X-Quota-Limit``/``X-Quota-Remaining`` and the ``X-RateLimit-*`` headers.
+
+Routes with a body validate nothing before the key: they call ``authenticate_client`` (401, and 403
+for a key without a plan or a plan without enrichment) before reading a byte of the body
+(``api.body``), then parse and validate it (400), then ``reserve`` the credits (429/403). ``admit``
+is the two steps at once, for routes whose whole request is in its line and headers.
 """
 
 from __future__ import annotations
@@ -58,16 +63,17 @@ def require_admin(st: ApiState, request: Request) -> ApiKey:
     return key
 
 
-def admit(
-    st: ApiState,
-    request: Request,
-    *,
-    cost: int = 1,
-    units: int = 1,
-    partial: bool = False,
-    enrichment: bool = False,
-) -> Admission:
-    """Authenticate and reserve ``units`` × ``cost`` credits, or raise the contract's error."""
+@dataclass(frozen=True)
+class Caller:
+    """A client key that authenticated, with its plan (nothing reserved yet)."""
+
+    key: ApiKey
+    plan: Plan
+
+
+def authenticate_client(st: ApiState, request: Request, *, enrichment: bool = False) -> Caller:
+    """The calling client key and its plan: 401 without a valid key, 403 for a key without a plan
+    (an admin key) or, with ``enrichment``, a plan that does not include enrichment."""
     key, plan = authenticate(st, request)
     if plan is None:  # an admin key, or a plan that was deleted
         raise ApiError(
@@ -78,6 +84,27 @@ def admit(
             "enrichment_not_allowed",
             f"Enrichment is not included in the {plan.name!r} plan; it needs a plan with enrichment (Growth or Pro).",
         )
+    return Caller(key, plan)
+
+
+def admit(
+    st: ApiState,
+    request: Request,
+    *,
+    cost: int = 1,
+    units: int = 1,
+    partial: bool = False,
+    enrichment: bool = False,
+) -> Admission:
+    """Authenticate and reserve ``units`` × ``cost`` credits, or raise the contract's error."""
+    caller = authenticate_client(st, request, enrichment=enrichment)
+    return reserve(st, caller, cost=cost, units=units, partial=partial)
+
+
+def reserve(st: ApiState, caller: Caller, *, cost: int = 1, units: int = 1, partial: bool = False) -> Admission:
+    """Count the request against the minute window and reserve ``units`` × ``cost`` credits (all or
+    nothing unless ``partial``), or raise the contract's error (429, 403)."""
+    key, plan = caller.key, caller.plan
     now = st.now()
     res = st.meter.reserve(key, plan, cost=cost, units=units, partial=partial, now=now)
     limits = limits_of(plan, res, now)

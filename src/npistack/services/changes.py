@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -89,3 +90,46 @@ def events_for(store: Any, rows: Sequence[ChangeRow]) -> dict[int, dict[str, Any
 
 def dumps(obj: Any) -> bytes:
     return orjson.dumps(obj)
+
+
+# -- pages --------------------------------------------------------------------------------------
+
+PAGE_BATCH = 500  # change rows read (and turned into events) at a time
+
+
+@dataclass
+class ChangePage:
+    """A page of the feed: each event serialized (JSON, no newline), the id of the last one (0 when
+    empty), and whether more changes follow it."""
+
+    events: list[bytes]
+    last_id: int
+    more: bool
+    nbytes: int
+
+
+def change_page(store: Any, *, after: int, flt: ChangeFilter, limit: int, max_bytes: int) -> ChangePage:
+    """At most ``limit`` events after change ``after``, ending early once their bytes pass
+    ``max_bytes`` (the event that passes it is the page's last, so a page always moves on).
+
+    Rows are read ``PAGE_BATCH`` at a time, so memory follows the page's size, not the feed's."""
+    from npistack.storage.changes import read_changes
+
+    events: list[bytes] = []
+    last, size, extra = after, 0, False
+    while len(events) < limit:
+        want = min(PAGE_BATCH, limit - len(events))
+        rows = read_changes(store, after=last, flt=flt, limit=want + 1)
+        extra = len(rows) > want  # a row after this batch exists
+        rows = rows[:want]
+        objs = events_for(store, rows)
+        for i, r in enumerate(rows):
+            line = orjson.dumps(objs[r.id])
+            events.append(line)
+            size += len(line) + 1
+            last = r.id
+            if size >= max_bytes:
+                return ChangePage(events, last, i + 1 < len(rows) or extra, size)
+        if not extra:
+            break
+    return ChangePage(events, last, extra, size)

@@ -7,6 +7,7 @@ from typing import Any
 import orjson
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
+from starlette.concurrency import run_in_threadpool
 
 from npistack.api.app import app_state
 from npistack.api.errors import ApiError, json_response, request_id
@@ -16,12 +17,12 @@ from npistack.api.schemas import error_responses
 from npistack.services.changes import (
     ChangeFilter,
     FilterError,
+    change_page,
     decode_cursor,
     encode_cursor,
-    events_for,
 )
 from npistack.services.history import provider_history
-from npistack.storage.changes import change_stats, last_change_id, read_changes
+from npistack.storage.changes import change_stats, last_change_id
 
 router = APIRouter(prefix="/api/v1", tags=["changes"])
 
@@ -37,7 +38,8 @@ DESCRIPTIONS = {
     "state": "Two-letter states of the provider's practice locations, before or after the change.",
     "taxonomy": "NUCC taxonomy codes the provider has, before or after the change.",
     "entity_type": "1 (individuals) or 2 (organizations).",
-    "limit": "Changes per page: JSON 1-1000 (default 100), NDJSON 1-10000 (default 1000).",
+    "limit": "Changes per page: JSON 1-1000 (default 100), NDJSON 1-10000 (default 1000). A page also ends"
+    " early once its events pass NPISTACK_CHANGES_PAGE_MAX_BYTES (16 MiB by default); follow the cursor.",
     "format": "`json` (default) or `ndjson`: one event per line (also chosen by `Accept: application/x-ndjson`).",
 }
 
@@ -59,7 +61,7 @@ async def history(npi: str, request: Request) -> Response:
         raise ApiError("invalid_npi", problem)
     adm = admit(st, request)
     try:
-        found = provider_history(st.store, npi)
+        found = await run_in_threadpool(provider_history, st.store, npi)
     except BaseException:
         refund(st, adm, 1)
         raise
@@ -125,27 +127,32 @@ async def changes(
     except FilterError as e:
         raise ApiError("invalid_changes_request", str(e)) from None
     adm = admit(st, request)
+    max_bytes = st.settings.changes_page_max_bytes
     try:
-        rows = read_changes(st.store, after=after, flt=flt, limit=page_size + 1)
-        more = len(rows) > page_size
-        rows = rows[:page_size]
-        events = events_for(st.store, rows)
+        # The store's reads block, and a 10,000-event page takes seconds: built in a worker thread
+        # (the event loop keeps serving), its size capped by bytes as well as by count.
+        page = await run_in_threadpool(
+            lambda: change_page(st.store, after=after, flt=flt, limit=page_size, max_bytes=max_bytes)
+        )
     except BaseException:
         refund(st, adm, 1)
         raise
-    next_cursor = encode_cursor(rows[-1].id) if rows else (since or encode_cursor(0))
+    next_cursor = encode_cursor(page.last_id) if page.events else (since or encode_cursor(0))
+    more = page.more
     headers = {**adm.headers(), "X-Next-Cursor": next_cursor, "X-Has-More": "true" if more else "false"}
     if ndjson:
-        body = b"".join(orjson.dumps(events[r.id]) + b"\n" for r in rows)
+        body = b"".join(line + b"\n" for line in page.events)
         return Response(body, 200, headers=headers, media_type=NDJSON)
     meta = {
         "requestId": request_id(request),
-        "returned": len(rows),
+        "returned": len(page.events),
         "hasMore": more,
         "nextCursor": next_cursor,
         "filters": flt.as_dict(),
     }
-    return json_response({"data": [events[r.id] for r in rows], "meta": meta}, 200, headers)
+    # The events are serialized once, in the thread; the page is assembled around them.
+    body = b'{"data":[' + b",".join(page.events) + b'],"meta":' + orjson.dumps(meta) + b"}"
+    return Response(body, 200, headers=headers, media_type="application/json")
 
 
 @router.get(
@@ -158,8 +165,9 @@ async def stats(request: Request) -> Response:
     st = app_state(request.app)
     adm = admit(st, request)
     try:
-        releases = change_stats(st.store)
-        latest = last_change_id(st.store)
+        releases, latest, release = await run_in_threadpool(
+            lambda: (change_stats(st.store), last_change_id(st.store), st.store.data_release())
+        )
     except BaseException:
         refund(st, adm, 1)
         raise
@@ -172,6 +180,6 @@ async def stats(request: Request) -> Response:
         "totals": totals,
         "total": sum(totals.values()),
         "latestCursor": encode_cursor(latest),
-        "dataRelease": st.store.data_release(),
+        "dataRelease": release,
     }
     return json_response({"data": data, "meta": {"requestId": request_id(request)}}, 200, adm.headers())

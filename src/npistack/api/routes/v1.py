@@ -8,10 +8,12 @@ from typing import Any
 import orjson
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import Response
+from starlette.concurrency import run_in_threadpool
 
 from npistack.api.app import ApiState, app_state
+from npistack.api.body import BULK_MAX_BYTES, read_body
 from npistack.api.errors import ApiError, json_response, request_id
-from npistack.api.metering import Admission, admit, refund
+from npistack.api.metering import Admission, admit, authenticate_client, refund, reserve
 from npistack.api.params import PARAMS, parse_search
 from npistack.api.schemas import BulkRequest, BulkResponse, LookupResponse, SearchResponse, error_responses
 from npistack.nppes.npi import check_digit
@@ -133,8 +135,9 @@ def _parse_bulk(raw: bytes) -> list[str]:
 )
 async def bulk(request: Request) -> Response:
     st = app_state(request.app)
-    npis = _parse_bulk(await request.body())
-    adm: Admission = admit(st, request, units=len(npis), partial=True)
+    caller = authenticate_client(st, request)  # 401 before a byte of the body is read
+    npis = _parse_bulk(await read_body(request, BULK_MAX_BYTES))
+    adm: Admission = reserve(st, caller, units=len(npis), partial=True)
     served = npis[: adm.granted]
     try:
         # Every served item is looked up, as the contract does (an NPI failing the check digit is
@@ -209,7 +212,8 @@ async def search_providers(
     req = parse_search(dict(qp), {k: qp.getlist(k) for k in qp})
     factors = _enrichment(st, req.enrichment)
     adm = admit(st, request, cost=2 if factors else 1, enrichment=bool(factors))
-    try:
+
+    def run() -> tuple[Any, list[dict[str, Any]]]:
         page = search(st.store, req.query, limit=req.limit, skip=req.skip, cursor=req.cursor)
         docs = {d["npi"]: d for d in get_providers(st.store, [h.npi for h in page.hits])}
         data = []
@@ -222,6 +226,11 @@ async def search_providers(
             if factors:
                 _enrich(st, doc, factors)
             data.append(doc)
+        return page, data
+
+    try:
+        # The store's reads block: off the event loop, so one search never holds up other requests.
+        page, data = await run_in_threadpool(run)
     except ValueError as e:
         refund(st, adm, 1)
         raise ApiError("invalid_search_params", str(e)) from None

@@ -20,8 +20,9 @@ from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from npistack.api.app import ApiState, app_state
+from npistack.api.body import VERIFY_BULK_MAX_BYTES, VERIFY_MAX_BYTES, read_body
 from npistack.api.errors import ApiError, json_response, request_id
-from npistack.api.metering import admit, refund
+from npistack.api.metering import authenticate_client, refund, reserve
 from npistack.api.schemas import VerifyBulkResponse, VerifyResponse, error_responses
 from npistack.nppes.npi import npi_problem
 from npistack.services.lookup import Outcome
@@ -144,8 +145,8 @@ async def _verify_all(st: ApiState, pairs: list[tuple[Claim, dict[str, Any] | No
     def run() -> list[Verification]:
         return [verify_claim(c, doc, email_dns=dns) for c, doc in pairs]
 
-    # DNS lookups block: off the event loop then. Without them a record takes well under a millisecond.
-    return await run_in_threadpool(run) if dns else run()
+    # Off the event loop: DNS lookups block, and a thousand records take a while even without them.
+    return await run_in_threadpool(run) if dns or len(pairs) > 1 else run()
 
 
 @router.post(
@@ -157,8 +158,9 @@ async def _verify_all(st: ApiState, pairs: list[tuple[Claim, dict[str, Any] | No
 )
 async def verify_one(request: Request) -> Response:
     st = app_state(request.app)
-    claim = _claim(_json(await request.body()))
-    adm = admit(st, request)
+    caller = authenticate_client(st, request)  # 401 before a byte of the body is read
+    claim = _claim(_json(await read_body(request, VERIFY_MAX_BYTES)))
+    adm = reserve(st, caller)
     try:
         outcome = (await _outcomes(st, [claim])).get(claim.npi)
         if outcome is not None and outcome.upstream_error:
@@ -185,8 +187,9 @@ async def verify_one(request: Request) -> Response:
 )
 async def verify_bulk(request: Request) -> Response:
     st = app_state(request.app)
-    claims = _claims(_json(await request.body()))
-    adm = admit(st, request, units=len(claims), partial=True)
+    caller = authenticate_client(st, request)  # 401 before a byte of the body is read
+    claims = await run_in_threadpool(_claims, _json(await read_body(request, VERIFY_BULK_MAX_BYTES)))
+    adm = reserve(st, caller, units=len(claims), partial=True)
     served = claims[: adm.granted]
     try:
         outcomes = await _outcomes(st, served)
