@@ -7,6 +7,8 @@ listed in docs/errors.md.
 
 from __future__ import annotations
 
+import functools
+import re
 from typing import Any
 
 import orjson
@@ -50,10 +52,16 @@ CONTRACT: dict[str, tuple[int, str]] = {
     "upload_too_large": (413, "The upload is too large."),
     "method_not_allowed": (405, "This endpoint does not accept that HTTP method."),
     "payload_too_large": (413, "The request body is too large for this endpoint."),
-    "too_many_jobs": (429, "This key has too many enrichment jobs queued or running; wait for some to finish."),
+    "too_many_jobs": (
+        429,
+        "This key has too many enrichment jobs queued or running; wait for some to finish.",
+    ),
     "client_rate_limited": (429, "Too many requests from this address. Slow down and retry later."),
     "service_unavailable": (503, "A service npistack needs is unavailable right now. Retry later."),
-    "deadline_exceeded": (503, "The request took longer than the server allows. Retry later or ask for less."),
+    "deadline_exceeded": (
+        503,
+        "The request took longer than the server allows. Retry later or ask for less.",
+    ),
 }
 
 
@@ -105,15 +113,26 @@ async def http_error_handler(request: Request, exc: Exception) -> Response:
     return error_response(request, ApiError("invalid_request", str(exc.detail)))
 
 
-def allowed_methods(request: Request) -> str:
-    """Every method some route accepts on this path (HTTP requires them all in a 405's Allow)."""
-    from starlette.routing import Match
+@functools.cache
+def _path_regex(template: str) -> re.Pattern[str]:
+    from starlette.routing import compile_path
 
+    return compile_path(template)[0]
+
+
+def allowed_methods(request: Request) -> str:
+    """Every method some operation of the API accepts on this path (HTTP requires them all in a
+    405's Allow). Read from the OpenAPI document, as routers nest routes in FastAPI."""
     methods: set[str] = set()
-    for route in getattr(request.app, "routes", ()):
-        match, _ = route.matches({**request.scope, "method": "\x00"})  # a method no route has
-        if match is Match.PARTIAL and getattr(route, "methods", None):
-            methods.update(route.methods)
+    try:
+        paths = request.app.openapi().get("paths", {})
+    except Exception:  # never let the 405 itself fail
+        return ""
+    for template, operations in paths.items():
+        if _path_regex(template).match(request.url.path):
+            methods.update(m.upper() for m in operations)
+    if "GET" in methods:
+        methods.add("HEAD")
     return ", ".join(sorted(methods))
 
 
