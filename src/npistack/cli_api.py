@@ -234,6 +234,7 @@ def run_server(
         f"serving {redact_url(url)} on http://{h}:{p} ({w} worker{'s' if w > 1 else ''}); "
         f"docs at http://{h}:{p}/docs",
         markup=False,
+        soft_wrap=True,
     )
     try:
         uvicorn.run(
