@@ -120,6 +120,25 @@ def thread_server(url: str, **kw: Any) -> Iterator[str]:
 
 
 @contextlib.contextmanager
+def app_server(app: Any, **config: Any) -> Iterator[str]:
+    """A real uvicorn server in a thread serving ``app`` (made by the caller, e.g. with an upstream
+    transport) on a loopback port; yields its base URL."""
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on", **config)
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    base = f"http://127.0.0.1:{port}"
+    _wait_healthy(base, thread.is_alive)
+    try:
+        yield base
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+@contextlib.contextmanager
 def process_server(url: str, env: dict[str, str] | None = None, workers: int = 1) -> Iterator[str]:
     """``npistack serve`` in a subprocess on a loopback port; yields its base URL."""
     port = free_port()

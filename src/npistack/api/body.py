@@ -7,7 +7,7 @@ Routes read their body only after the key was checked (``metering.authenticate_c
 without a valid key never makes the server read a byte of it.
 
 The caps are sized to each route's largest legitimate body with generous headroom: a bulk lookup
-holds at most 50 NPIs (~1 KB), a verification record at most ~2.5 KB of field values (up to six times
+holds at most 50 NPIs (~1 KB), an admin request (a key, a plan, a subscription) a few hundred bytes, a verification record at most ~2.5 KB of field values (up to six times
 that with every character JSON-escaped), a match or verify-bulk request at most 1,000 records.
 """
 
@@ -24,6 +24,7 @@ BULK_MAX_BYTES = 64 * KIB  # POST /api/v1/npi/bulk: 50 NPIs
 VERIFY_MAX_BYTES = 64 * KIB  # POST /api/v1/verify: one record
 VERIFY_BULK_MAX_BYTES = 16 * MIB  # POST /api/v1/verify/bulk: 1,000 records
 MATCH_MAX_BYTES = 16 * MIB  # POST /api/v1/match: 1,000 records
+ADMIN_MAX_BYTES = 256 * KIB  # admin bodies: a key, a plan, a webhook subscription and its filters
 
 
 def too_large(limit: int, what: str = "The request body") -> ApiError:

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import Response
 
 from npistack.api.app import ApiState, app_state
+from npistack.api.body import ADMIN_MAX_BYTES, read_body
 from npistack.api.errors import ApiError, json_response, request_id
 from npistack.api.metering import require_admin
 from npistack.api.schemas import error_responses
@@ -84,7 +85,7 @@ async def list_keys(request: Request) -> Response:
 async def create_key(request: Request) -> Response:
     st = app_state(request.app)
     require_admin(st, request)
-    body = _body(await request.body())
+    body = _body(await read_body(request, ADMIN_MAX_BYTES))
     try:
         key, rec = st.accounts.create_key(name=_str(body, "name"), plan=_str(body, "plan", "free"))
     except AccountError as e:
@@ -149,7 +150,7 @@ async def list_plans(request: Request) -> Response:
 async def put_plan(name: str, request: Request) -> Response:
     st = app_state(request.app)
     require_admin(st, request)
-    body = _body(await request.body())
+    body = _body(await read_body(request, ADMIN_MAX_BYTES))
     credits, rpm, enrichment = (
         body.get("monthlyCredits"),
         body.get("requestsPerMinute"),
