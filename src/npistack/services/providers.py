@@ -150,7 +150,7 @@ def expand(sp: StoredProvider, nucc: dict[str, Taxonomy] | None = None) -> dict[
     practice = expand_address(d.get("practiceLocation"), "primary")
     locations = [practice] if practice else []
     endpoints = []
-    seen_names = {(o.get("organizationName"), o.get("typeCode")) for o in other_names}
+    seen_names = {(o.get("organizationName"), o.get("typeCode")): o for o in other_names}
     for kind, extra in sp.extras:
         if kind == "location":
             loc = expand_address(extra, "secondary")
@@ -160,9 +160,13 @@ def expand(sp: StoredProvider, nucc: dict[str, Taxonomy] | None = None) -> dict[
             endpoints.append(_endpoint(extra))
         elif kind == "other_name":
             item = _other_name(extra, entity)
-            if (item.get("organizationName"), item.get("typeCode")) not in seen_names:
+            same = seen_names.get((item.get("organizationName"), item.get("typeCode")))
+            if same is None:
                 other_names.append(item)
-                seen_names.add((item.get("organizationName"), item.get("typeCode")))
+                seen_names[(item.get("organizationName"), item.get("typeCode"))] = item
+            elif item.get("createdDate") and not same.get("createdDate"):
+                # an othername row repeating the npidata row's other name: one entry, with its date
+                same["createdDate"] = item["createdDate"]
     ao = d.get("authorizedOfficial")
     parent = d.get("parentOrganization")
     return {
