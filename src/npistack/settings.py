@@ -47,6 +47,32 @@ class Settings(BaseSettings):
         ge=4096,
         description="Bytes of a data file handed to a transform worker at a time (its rows are committed together).",
     )
+    zip_max_uncompressed_bytes: int = Field(
+        default=32 << 30,
+        ge=1,
+        description=(
+            "Largest total uncompressed size of the files npistack reads from one zip (monthly, weekly "
+            "or deactivation bundle; the real monthly file is ~11 GiB), from the zip's directory and "
+            "again while decompressing; a larger zip is refused as a zip bomb."
+        ),
+    )
+    zip_max_ratio: float = Field(
+        default=100.0,
+        gt=1,
+        description=(
+            "Largest uncompressed:compressed ratio of a zip member over 1 MiB that npistack reads (CMS's "
+            "files are about 10:1); a member past it is refused as a zip bomb."
+        ),
+    )
+    xlsx_max_part_bytes: int = Field(
+        default=128 << 20,
+        ge=1024,
+        description=(
+            "Largest uncompressed part of a deactivation workbook (the .xlsx itself, "
+            "xl/sharedStrings.xml, each worksheet; CMS's are tens of MB), checked in the workbook's zip "
+            "directory before it is parsed."
+        ),
+    )
 
     redis_url: str = Field(
         default="",

@@ -5,7 +5,8 @@
 - ``plan_sync(remote, data_release=..., deactivation_release=...)``: which of them to apply, in order
   (pure; see its docstring for the rules).
 - ``download(client, remote, dest_dir)``: resumable (``<name>.part`` + ``Range``), retried on transient
-  errors, size- and zip-checked, renamed into place atomically.
+  errors, size- and zip-checked (CRC, and the zip-bomb limits of ``nppes.reader.ZipLimits``), renamed
+  into place atomically.
 
 A monthly file's name carries only its month, not the date its data runs through (the Sunday before
 its release). Until the zip is on disk that date is *estimated*: the day before the same month's
@@ -31,6 +32,7 @@ from urllib.parse import unquote, urljoin, urlsplit
 import httpx
 
 from npistack.errors import SourceError
+from npistack.nppes.reader import ZipLimits, check_zip_members, zip_damage
 
 Kind = Literal["monthly", "weekly", "deactivation"]
 Progress = Callable[[int, int | None], None]
@@ -180,6 +182,20 @@ class _Transient(Exception):
     """A failure worth retrying (network error, timeout, 5xx)."""
 
 
+def zip_bomb_problem(path: Path, limits: ZipLimits | None = None) -> str | None:
+    """Why the zip at ``path`` is refused as a bomb (its directory declares more than ``limits``
+    allow: default the settings), or None. A zip whose directory cannot be read is ``zip_problem``'s."""
+    try:
+        with zipfile.ZipFile(path) as zf:
+            members = [i for i in zf.infolist() if not i.is_dir()]
+        check_zip_members(path.name, members, limits or ZipLimits.from_settings())
+    except SourceError as e:
+        return str(e)
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError):
+        return None
+    return None
+
+
 def zip_problem(path: Path) -> str | None:
     """None if ``path`` is a readable zip whose members all pass their CRC check, else why not."""
     try:
@@ -188,7 +204,7 @@ def zip_problem(path: Path) -> str | None:
                 return "the zip is empty"
             bad = zf.testzip()
     except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError) as e:
-        return f"not a readable zip: {e}"
+        return f"not a readable zip: {zip_damage(path) or e}"
     except Exception as e:  # zlib.error and friends from a damaged member
         return f"damaged zip: {type(e).__name__}: {e}"
     return f"member {bad} fails its CRC check" if bad else None
@@ -277,8 +293,9 @@ def download(
     - Network errors, timeouts and 5xx answers are retried ``retries`` times, ``backoff_s`` doubling
       each time, resuming from the ``.part``. After the last, SourceError (the ``.part`` is kept for
       the next run).
-    - The size must match the server's Content-Length or Content-Range total, and the zip must open
-      and pass ``testzip()``. A result stitched from several responses that fails is downloaded once
+    - The size must match the server's Content-Length or Content-Range total, the zip's directory must
+      stay within the zip-bomb limits (``zip_bomb_problem``: refused and deleted at once, not retried),
+      and the zip must open and pass ``testzip()``. A result stitched from several responses that fails is downloaded once
       more from 0 (the file may have changed on the server); a whole download that fails is deleted
       and raises SourceError.
     - ``progress(done_bytes, total_bytes_or_None)`` is called as bytes arrive.
@@ -287,7 +304,7 @@ def download(
     dest_dir.mkdir(parents=True, exist_ok=True)
     final = dest_dir / remote.name
     if final.exists():
-        if zip_problem(final) is None:
+        if zip_bomb_problem(final) is None and zip_problem(final) is None:
             return final
         final.unlink()
     part = dest_dir / f"{remote.name}.part"
@@ -305,6 +322,10 @@ def download(
                 ) from None
             time.sleep(backoff_s * 2 ** (failures - 1))
             continue
+        bomb = zip_bomb_problem(part)
+        if bomb is not None:
+            part.unlink(missing_ok=True)
+            raise SourceError(f"{remote.name} from {remote.url} is refused ({bomb}); deleted it")
         problem = zip_problem(part)
         if problem is None:
             break

@@ -10,7 +10,12 @@ Reading (``open_report`` → ``DeactivationReport.rows``) streams the sheet with
 so memory does not grow with the row count. The header row is the first of the first 10 rows holding a
 cell ``NPI``; the date column is the one whose header contains "Deactivation Date". Every data row comes
 back as a ``ReportRow`` with the worksheet row number Excel shows and, when the row cannot be used, a
-one-line ``problem``; fully blank rows are skipped. ``write_report`` writes the same layout (used by the
+one-line ``problem``; fully blank rows are skipped.
+
+Before openpyxl parses anything, the workbook's size (and its ratio, inside the zip) and each part of
+the workbook (``xl/sharedStrings.xml``, every worksheet: an .xlsx is itself a zip) are checked against
+``NPISTACK_XLSX_MAX_PART_BYTES`` and the zip limits of ``npistack.nppes.reader.ZipLimits``, so a small
+file that expands to gigabytes is refused in one line instead of filling memory. ``write_report`` writes the same layout (used by the
 synthetic month in ``synth_updates``); its content is a pure function of the arguments.
 """
 
@@ -21,6 +26,7 @@ import io
 import re
 import warnings
 import zipfile
+import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -29,6 +35,14 @@ from typing import Any
 
 from npistack.errors import SourceError
 from npistack.nppes.npi import npi_problem
+from npistack.nppes.reader import (
+    ZipLimits,
+    check_zip_members,
+    corrupt_zip,
+    open_member,
+    ratio_problem,
+    zip_damage,
+)
 
 SHEET = "DeactivatedNPIs"
 TITLE = "NPPES Deactivated NPI Report"
@@ -86,7 +100,7 @@ class DeactivationReport:
             ws = book[self.sheet]
             ws.reset_dimensions()  # do not trust the stored dimension: read every row there is
             line = self.header_line
-            for values in _batched_rows(ws, self.header_line + 1):
+            for values in _batched_rows(ws, self.header_line + 1, f"{self.source}"):
                 line += 1
                 row = _report_row(line, values, self.npi_col, self.date_col)
                 if row is not None:
@@ -143,14 +157,63 @@ def _pick_member(p: Path, zf: zipfile.ZipFile) -> str:
     return members[0]
 
 
+_PART_SETTING = "NPISTACK_XLSX_MAX_PART_BYTES"
+
+
+def _max_part_bytes() -> int:
+    from npistack.settings import get_settings
+
+    return get_settings().xlsx_max_part_bytes
+
+
 def _workbook_bytes(p: Path, member: str) -> bytes:
+    """The workbook's bytes, refused (SourceError) when it or one of its parts is past the caps."""
+    cap = _max_part_bytes()
+    limits = ZipLimits.from_settings()
+    too_big = f"past the cap of {cap:,} bytes ({_PART_SETTING}); refused before parsing it"
     try:
         if p.suffix.lower() == ".xlsx" or not zipfile.is_zipfile(p):
-            return p.read_bytes()
-        with zipfile.ZipFile(p) as zf:
-            return zf.read(member)
+            if p.stat().st_size > cap:
+                raise SourceError(f"{p}: the workbook is {p.stat().st_size:,} bytes, {too_big}")
+            data = p.read_bytes()
+        else:
+            with zipfile.ZipFile(p) as zf:
+                info = zf.getinfo(member)
+            check_zip_members(p, [info], limits)
+            if info.file_size > cap:
+                raise SourceError(
+                    f"{p}: the workbook {member} expands to {info.file_size:,} bytes, {too_big}"
+                )
+            with open_member(p, member, limits) as fh:
+                data = fh.read(cap + 1)
+            if len(data) > cap:
+                raise SourceError(f"{p}: the workbook {member} expands past {cap:,} bytes, {too_big}")
     except (OSError, zipfile.BadZipFile, KeyError) as e:
         raise SourceError(f"{p}: cannot read the workbook ({e})") from None
+    _check_parts(data, f"{p}" if member == p.name else f"{p}: {member}", cap, limits)
+    return data
+
+
+def _check_parts(data: bytes, where: str, cap: int, limits: ZipLimits) -> None:
+    """Every part of the workbook (an .xlsx is a zip) within ``cap`` and the ratio limit, from its
+    directory; zipfile never inflates a part past the size its directory declares (it stops there and
+    fails the CRC check), so this bounds what openpyxl can be made to hold."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as book:
+            parts = book.infolist()
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError):
+        return  # not a zip: _load says it is not an Excel workbook
+    for info in parts:
+        if info.file_size > cap:
+            raise SourceError(
+                f"{where}: the workbook's part {info.filename} expands to {info.file_size:,} bytes, "
+                f"past the cap of {cap:,} bytes ({_PART_SETTING}); refused before parsing it"
+            )
+        problem = ratio_problem(
+            f"{where}: the workbook", info.filename, info.file_size, info.compress_size, limits
+        )
+        if problem:
+            raise SourceError(problem)
 
 
 def _load(data: bytes, where: str) -> Any:
@@ -165,14 +228,18 @@ def _load(data: bytes, where: str) -> Any:
         raise SourceError(f"{where}: not an Excel workbook ({type(e).__name__}: {e})") from None
 
 
-def _batched_rows(ws: Any, min_row: int) -> Iterator[tuple[Any, ...]]:
+def _batched_rows(ws: Any, min_row: int, where: str) -> Iterator[tuple[Any, ...]]:
     """Rows as value tuples; openpyxl's reading warnings are silenced without holding a filter across
-    yields (a generator suspended inside ``catch_warnings`` would leak the filter)."""
+    yields (a generator suspended inside ``catch_warnings`` would leak the filter). A worksheet whose
+    compressed bytes are damaged is a one-line SourceError."""
     rows = ws.iter_rows(min_row=min_row, values_only=True)
     while True:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", category=UserWarning, module=r"openpyxl(\.|$)")
-            batch = [r for _, r in zip(range(_BATCH), rows, strict=False)]
+            try:
+                batch = [r for _, r in zip(range(_BATCH), rows, strict=False)]
+            except (zipfile.BadZipFile, zlib.error, EOFError) as e:
+                raise SourceError(f"{where}: the workbook is corrupt ({type(e).__name__}: {e})") from None
         yield from batch
         if len(batch) < _BATCH:
             return
@@ -222,15 +289,23 @@ def open_report(path: Path) -> DeactivationReport:
         try:
             with zipfile.ZipFile(p) as zf:
                 member = _pick_member(p, zf)
-        except (zipfile.BadZipFile, OSError):
-            raise SourceError(f"{p}: not a workbook or a zip holding one") from None
+        except (zipfile.BadZipFile, EOFError, ValueError):
+            damage = zip_damage(p) or "it cannot be opened"
+            if p.suffix.lower() != ".zip" and damage.startswith("not a zip"):
+                raise SourceError(f"{p}: not a workbook or a zip holding one") from None
+            raise corrupt_zip(p, damage) from None
+        except OSError as e:
+            raise SourceError(f"{p}: cannot read it ({e})") from None
     data = _workbook_bytes(p, member)
     book = _load(data, f"{p}" if member == p.name else f"{p}: {member}")
     try:
         found: tuple[str, tuple[int, int, int]] | None = None
         names = book.sheetnames
         for name in sorted(names, key=lambda n: n != SHEET):  # the CMS sheet first, then the others
-            header = _find_header(book[name])
+            try:
+                header = _find_header(book[name])
+            except (zipfile.BadZipFile, zlib.error, EOFError) as e:
+                raise SourceError(f"{p}: the workbook is corrupt ({type(e).__name__}: {e})") from None
             if header is not None:
                 found = (name, header)
                 break
