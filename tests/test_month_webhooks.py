@@ -18,7 +18,7 @@ from npistack.storage import open_store
 from npistack.storage.changes import ChangeFilter, read_changes
 from npistack.storage.webhooks import create_subscription
 from npistack.worker import DeliveryWorker
-from tests.webhook_support import receiver
+from tests.webhook_support import allow_loopback_receivers, receiver  # noqa: F401 - applies here
 
 FILTERS = {
     "everything": ChangeFilter(),

@@ -27,7 +27,13 @@ import pytest
 
 from npistack.services.changes import ChangeFilter
 from npistack.storage import open_store
-from tests.webhook_support import Receiver, add_changes, statuses, wait_for
+from tests.webhook_support import (  # noqa: F401 - allow_loopback_receivers applies to this module
+    Receiver,
+    add_changes,
+    allow_loopback_receivers,
+    statuses,
+    wait_for,
+)
 
 SECRET = "whsec_reliability-0123456789abcdef"
 CONCURRENCY = 4
@@ -56,6 +62,8 @@ class Worker:
             "NPISTACK_WEBHOOK_BACKOFF_S": "0.2",
             "NPISTACK_WEBHOOK_TIMEOUT_S": str(TIMEOUT_S),
             "NPISTACK_WEBHOOK_MAX_ATTEMPTS": "30",
+            # the outage opens the subscriptions' breakers: a short cool-down, then probes close them
+            "NPISTACK_WEBHOOK_BREAKER_COOLDOWN_S": "0.5",
         }
         env.pop("NPISTACK_DEBUG", None)
         self.log: IO[bytes] = tempfile.TemporaryFile()  # noqa: SIM115 - closed in stop()

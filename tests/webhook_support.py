@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
+import pytest
 
 from npistack.nppes.npi import make_npi
 from npistack.services.webhooks import verify
@@ -22,6 +23,15 @@ from npistack.storage.changes import ChangeFacts, NewChange, NewVersion, record_
 
 STATES = ("CA", "NY", "TX", "NC")
 TAXONOMIES = ("207RC0000X", "207X00000X", "208D00000X")
+LOOPBACK_ALLOWED = "127.0.0.1"
+
+
+@pytest.fixture(autouse=True)
+def allow_loopback_receivers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The receivers of these tests listen on 127.0.0.1, which the outbound guard refuses unless
+    allowed: allow it (and only it) for the test, in this process and the workers it starts.
+    Import it into a test module to make it apply there."""
+    monkeypatch.setenv("NPISTACK_WEBHOOK_ALLOW_HOSTS", LOOPBACK_ALLOWED)
 
 
 def npi(i: int) -> int:

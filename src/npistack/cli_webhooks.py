@@ -6,6 +6,7 @@ import contextlib
 import logging
 import signal
 import threading
+import time
 from collections.abc import Iterator
 from typing import Annotated, Any
 
@@ -84,6 +85,15 @@ def _describe_filters(flt: Any) -> str:
     return " ".join(parts) or "every change"
 
 
+def _describe_breaker(b: Any, now: float) -> str:
+    """``closed``, ``closed (2 failures)``, ``open until 12:05:00Z (5 failures)``, ``half-open``."""
+    state = b.state(now)
+    if state == "open":
+        until = b.as_dict(now)["openUntil"]
+        return f"open until {until} ({b.failures} failures)"
+    return state + (f" ({b.failures} failures)" if b.failures else "")
+
+
 def _print_subscription(sub: Any, counts: dict[str, int] | None = None, *, secret: bool = False) -> None:
     out.print(f"subscription {sub.id}: {sub.url}", markup=False)
     out.print(f"  active:      {'yes' if sub.active else 'no (deliveries wait until resumed)'}")
@@ -125,7 +135,13 @@ def create(
     flt = _filters(types, npis, states, taxonomies, entity_types)
     with _opened(database_url) as store:
         sub = wh.create_subscription(
-            store, url=url, secret=secret, filters=flt, description=description, active=not inactive
+            store,
+            url=url,
+            secret=secret,
+            filters=flt,
+            description=description,
+            active=not inactive,
+            policy=wh.guard_policy(_settings()),
         )
     _print_subscription(sub, secret=True)
 
@@ -138,9 +154,11 @@ def list_(database_url: DatabaseOpt = None) -> None:
     with _opened(database_url) as store:
         subs = wh.list_subscriptions(store)
         counts = wh.delivery_counts(store, [s.id for s in subs])
+        breakers = wh.get_breakers(store, [s.id for s in subs])
     t = Table()
-    for c in ("id", "url", "active", "filters", *wh.STATUSES):
+    for c in ("id", "url", "active", "filters", "breaker", *wh.STATUSES):
         t.add_column(c, justify="right" if c in wh.STATUSES or c == "id" else "left")
+    now = time.time()
     for s in subs:
         n = counts.get(s.id, {})
         t.add_row(
@@ -148,6 +166,7 @@ def list_(database_url: DatabaseOpt = None) -> None:
             s.url,
             "yes" if s.active else "no",
             _describe_filters(s.filters),
+            _describe_breaker(breakers[s.id], now),
             *(str(n.get(status, 0)) for status in wh.STATUSES),
         )
     out.print(t)
@@ -163,6 +182,9 @@ def show(sub_id: SubId, database_url: DatabaseOpt = None) -> None:
         if sub is None:
             raise _not_found("subscription", sub_id)
         _print_subscription(sub, wh.delivery_counts(store, [sub_id])[sub_id])
+        out.print(
+            f"  breaker:     {_describe_breaker(wh.get_breakers(store, [sub_id])[sub_id], time.time())}"
+        )
 
 
 @webhooks_app.command("update")
@@ -199,7 +221,7 @@ def update(
     if description is not None:
         kw["description"] = description
     with _opened(database_url) as store:
-        sub = wh.update_subscription(store, sub_id, **kw)
+        sub = wh.update_subscription(store, sub_id, policy=wh.guard_policy(_settings()), **kw)
         if sub is None:
             raise _not_found("subscription", sub_id)
         _print_subscription(sub, wh.delivery_counts(store, [sub_id])[sub_id], secret=rotate_secret)
@@ -309,9 +331,7 @@ def worker(
     url = database_url or settings.resolved_database_url()
     with DeliveryWorker(url, settings, concurrency=concurrency) as w:
         if once:
-            total = 0
-            while n := w.run_once():
-                total += n
+            total = w.drain()
             out.print(f"{total} deliveries attempted")
             return
         stop = threading.Event()

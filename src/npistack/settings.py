@@ -245,7 +245,41 @@ class Settings(BaseSettings):
         ),
     )
     webhook_timeout_s: float = Field(
-        default=10.0, gt=0, description="Seconds a webhook receiver has to answer before the attempt fails."
+        default=10.0,
+        gt=0,
+        description=(
+            "Total seconds of one webhook delivery attempt (DNS, connect, TLS, send and the answer's "
+            "headers, however slowly they trickle): past it the connection is closed and the attempt fails."
+        ),
+    )
+    webhook_allow_hosts: str = Field(
+        default="",
+        description=(
+            "Comma-separated host names, addresses and CIDRs webhook URLs may reach although they are "
+            "loopback, private or link-local (refused otherwise): for tests and private deployments only."
+        ),
+    )
+    webhook_per_subscription: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description="Deliveries of one subscription in flight at once (across all workers).",
+    )
+    webhook_breaker_failures: int = Field(
+        default=5,
+        ge=1,
+        description=(
+            "Consecutive failed attempts after which a subscription's circuit breaker opens (its "
+            "deliveries wait for the cool-down)."
+        ),
+    )
+    webhook_breaker_cooldown_s: float = Field(
+        default=300.0,
+        gt=0,
+        description=(
+            "Seconds an open circuit breaker waits before one probe delivery; success closes it, failure "
+            "opens it again."
+        ),
     )
     webhook_lease_s: float = Field(
         default=60.0,

@@ -13,6 +13,10 @@ of a change carries the same event id and the same body.
 
 Subscriptions and deliveries are stored by ``npistack.storage.webhooks`` and
 ``npistack.storage.outbox``; their functions are re-exported here for the API, the CLI and the worker.
+Creating or changing a subscription's URL goes through the outbound guard (``npistack.outbound``):
+a URL that is or resolves to a loopback, private, link-local or metadata address is refused
+(``WebhookError``) unless ``NPISTACK_WEBHOOK_ALLOW_HOSTS`` allows it. A name that does not resolve
+yet is accepted: the worker checks again, and pins what it checked, before every attempt.
 """
 
 from __future__ import annotations
@@ -27,7 +31,9 @@ from typing import Any
 
 import orjson
 
-from npistack import __version__
+from npistack import __version__, outbound
+from npistack.settings import Settings
+from npistack.storage import webhooks as _subs
 from npistack.storage.base import SqlStore
 from npistack.storage.changes import ChangeFilter, FilterError
 from npistack.storage.outbox import (
@@ -41,23 +47,28 @@ from npistack.storage.outbox import (
     mark_delivered,
     mark_failed,
     release_claim,
+    renew_claims,
     replay_delivery,
     replay_range,
 )
 from npistack.storage.webhooks import (
+    Breaker,
     Subscription,
     WebhookError,
-    create_subscription,
     delete_subscription,
+    ensure_breakers,
+    get_breakers,
     get_subscription,
     get_subscriptions,
     list_subscriptions,
     new_secret,
-    update_subscription,
+    record_attempt,
+    reset_breaker,
 )
 
 __all__ = [
     "STATUSES",
+    "Breaker",
     "Delivery",
     "Outgoing",
     "Subscription",
@@ -69,6 +80,10 @@ __all__ = [
     "create_subscription",
     "delete_subscription",
     "delivery_counts",
+    "ensure_breakers",
+    "get_breakers",
+    "guard_policy",
+    "check_receiver",
     "get_delivery",
     "get_subscription",
     "list_deliveries",
@@ -78,7 +93,10 @@ __all__ = [
     "new_secret",
     "parse_filters",
     "prepare",
+    "record_attempt",
     "release_claim",
+    "renew_claims",
+    "reset_breaker",
     "replay_delivery",
     "replay_range",
     "request_headers",
@@ -90,6 +108,75 @@ __all__ = [
 USER_AGENT = f"npistack-webhooks/{__version__}"
 SIGNATURE_VERSION = "v1"
 MAX_BACKOFF_S = 6 * 3600.0
+
+
+# -- subscriptions: the outbound guard ----------------------------------------------------------
+
+CREATE_RESOLVE_S = 5.0  # how long creating a subscription waits for DNS
+
+
+def guard_policy(
+    settings: Settings | None = None, *, resolver: outbound.Resolver | None = None
+) -> outbound.Policy:
+    """The outbound policy of webhook URLs: ``NPISTACK_WEBHOOK_ALLOW_HOSTS``; WebhookError if it is bad."""
+    allow = (settings or Settings()).webhook_allow_hosts
+    try:
+        return outbound.Policy.from_setting(allow, resolver=resolver)
+    except outbound.OutboundError as e:
+        raise WebhookError(f"NPISTACK_WEBHOOK_ALLOW_HOSTS: {e}") from None
+
+
+def check_receiver(url: str, policy: outbound.Policy) -> str:
+    """The URL (stripped) if the guard lets it through; WebhookError with the reason otherwise.
+
+    A host that does not resolve (now) passes: every attempt resolves and checks it again."""
+    try:
+        target = outbound.check_url(url, policy)
+        outbound.resolve(target, policy, timeout_s=CREATE_RESOLVE_S)
+    except outbound.Unresolved:
+        pass
+    except outbound.OutboundError as e:
+        message = str(e)
+        raise WebhookError(
+            message if message.startswith("url ") else f"url {url.strip()!r}: {message}"
+        ) from None
+    return _subs.check_url(url)
+
+
+def create_subscription(
+    store: SqlStore,
+    *,
+    url: str,
+    secret: str | None = None,
+    filters: ChangeFilter | None = None,
+    description: str | None = None,
+    active: bool = True,
+    policy: outbound.Policy | None = None,
+) -> Subscription:
+    """``storage.webhooks.create_subscription`` once the URL passed the guard (``policy``, default
+    from the settings)."""
+    url = check_receiver(url, policy or guard_policy())
+    return _subs.create_subscription(
+        store, url=url, secret=secret, filters=filters, description=description, active=active
+    )
+
+
+def update_subscription(
+    store: SqlStore,
+    sub_id: int,
+    *,
+    url: str | None = None,
+    policy: outbound.Policy | None = None,
+    **changes: Any,
+) -> Subscription | None:
+    """``storage.webhooks.update_subscription``; a new URL must pass the guard first. Changing the URL
+    closes the subscription's circuit breaker (a new receiver starts afresh)."""
+    if url is not None:
+        url = check_receiver(url, policy or guard_policy())
+    sub = _subs.update_subscription(store, sub_id, url=url, **changes)
+    if sub is not None and (url is not None or changes.get("active") is True):
+        reset_breaker(store, sub_id)
+    return sub
 
 
 # -- signatures ---------------------------------------------------------------------------------

@@ -15,7 +15,8 @@ A worker *claims* due deliveries (``claim_due``): it writes its id and a lease e
 (``FOR UPDATE SKIP LOCKED``), SQLite claimers are serialised by ``BEGIN IMMEDIATE``. A result is
 recorded only while the worker still holds the claim (``mark_delivered``/``mark_failed`` return
 False otherwise), so a worker whose lease ran out cannot overwrite the result of the worker that
-took the delivery over. Deliveries of a paused (inactive) subscription wait until it is resumed.
+took the delivery over. Deliveries of a paused (inactive) subscription wait until it is resumed, and
+those of a subscription whose circuit breaker is open (``storage.webhooks``) until its cool-down ends.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from npistack.storage.base import SqlStore, utcnow
-from npistack.storage.webhooks import WebhookError, get_subscription
+from npistack.storage.webhooks import WebhookError, ensure_breakers, get_subscription
 
 STATUSES = ("pending", "delivered", "dead", "cancelled")
 
@@ -158,28 +159,121 @@ def get_delivery(store: SqlStore, delivery_id: int) -> Delivery | None:
     return _delivery(rows[0]) if rows else None
 
 
-def claim_due(store: SqlStore, worker_id: str, *, limit: int, lease_s: float, now: float) -> list[Delivery]:
-    """Claim up to ``limit`` due deliveries for ``worker_id`` until ``now + lease_s``, oldest due first.
+def claim_due(
+    store: SqlStore,
+    worker_id: str,
+    *,
+    limit: int,
+    lease_s: float,
+    now: float,
+    per_subscription: int = 0,
+) -> list[Delivery]:
+    """Claim up to ``limit`` due deliveries for ``worker_id`` until ``now + lease_s``.
 
-    Due: pending, ``next_attempt_at <= now``, not claimed or the claim's lease ended, and the
-    subscription active. No two claimers ever get the same row (see the module docstring).
+    Due: pending, ``next_attempt_at <= now``, not claimed or the claim's lease ended, the
+    subscription active and its circuit breaker not open. With ``per_subscription`` (0: no limit),
+    a subscription never has more than that many deliveries claimed at once, by all workers
+    together, and a half-open breaker only one (its probe). Subscriptions take turns: the one whose
+    oldest due delivery waited longest comes first, and each gets one before any gets a second.
+    No two claimers ever get the same row (see the module docstring); on PostgreSQL the
+    subscriptions being claimed for are locked (``FOR UPDATE SKIP LOCKED``) while their claims are
+    counted and written, so concurrent workers respect ``per_subscription`` too.
     """
-    skip_locked = " FOR UPDATE SKIP LOCKED" if store.dialect == "postgresql" else ""
+    ensure_breakers(store)
+    pg = store.dialect == "postgresql"
+    free = " AND (d.locked_until IS NULL OR d.locked_until < ?)"
     store._begin()
     try:
         rows = store._query(
-            f"UPDATE webhook_deliveries SET locked_by = ?, locked_until = ? WHERE id IN ("
-            " SELECT id FROM webhook_deliveries WHERE status = 'pending' AND next_attempt_at <= ?"
-            " AND (locked_until IS NULL OR locked_until < ?)"
-            " AND subscription_id IN (SELECT id FROM webhook_subscriptions WHERE active = 1)"
-            f" ORDER BY next_attempt_at, id LIMIT ?{skip_locked}) RETURNING {_DEL_COLS}",
-            (worker_id, now + lease_s, now, now, limit),
+            "SELECT s.id, b.open_until, (SELECT d.next_attempt_at FROM webhook_deliveries d"
+            " WHERE d.subscription_id = s.id AND d.status = 'pending' AND d.next_attempt_at <= ?"
+            f"{free} ORDER BY d.next_attempt_at LIMIT 1) AS due"
+            " FROM webhook_subscriptions s LEFT JOIN webhook_breakers b ON b.subscription_id = s.id"
+            " WHERE s.active = 1 AND (b.open_until IS NULL OR b.open_until <= ?)",
+            (now, now, now),
         )
+        candidates = sorted(
+            ((float(r[2]), int(r[0]), r[1] is not None) for r in rows if r[2] is not None),
+        )
+        half_open = {sub_id for _, sub_id, probing in candidates if probing}
+        order = [sub_id for _, sub_id, _ in candidates]
+        if pg and order:  # claimers of the same subscription wait for each other's commit
+            marks = ",".join("?" * len(order))
+            locked = {
+                int(r[0])
+                for r in store._query(
+                    f"SELECT id FROM webhook_subscriptions WHERE id IN ({marks}) FOR UPDATE SKIP LOCKED",
+                    order,
+                )
+            }
+            order = [i for i in order if i in locked]
+        room: dict[int, int] = {}
+        if order:
+            cap = per_subscription or limit
+            marks = ",".join("?" * len(order))
+            held = {
+                int(r[0]): int(r[1])
+                for r in store._query(
+                    "SELECT subscription_id, count(*) FROM webhook_deliveries"
+                    f" WHERE subscription_id IN ({marks}) AND locked_until >= ? AND status = 'pending'"
+                    " GROUP BY subscription_id",
+                    [*order, now],
+                )
+            }
+            for sub_id in order:
+                left = (1 if sub_id in half_open else cap) - held.get(sub_id, 0)
+                if left > 0:
+                    room[sub_id] = left
+        picked: list[int] = []
+        for rnd in (1, 2):  # a first turn of one each, then the rest of each one's room
+            for sub_id in [i for i in order if i in room]:
+                want = min(1 if rnd == 1 else room[sub_id], limit - len(picked))
+                if want <= 0:
+                    break
+                got = [
+                    int(r[0])
+                    for r in store._query(
+                        "SELECT d.id FROM webhook_deliveries d WHERE d.subscription_id = ?"
+                        f" AND d.status = 'pending' AND d.next_attempt_at <= ?{free}"
+                        f"{' AND d.id NOT IN (' + ','.join('?' * len(picked)) + ')' if picked else ''}"
+                        f" ORDER BY d.next_attempt_at, d.id LIMIT ?{' FOR UPDATE SKIP LOCKED' if pg else ''}",
+                        [sub_id, now, now, *picked, want],
+                    )
+                ]
+                picked.extend(got)
+                room[sub_id] -= len(got)
+                if room[sub_id] <= 0:
+                    del room[sub_id]
+        claimed: list[Delivery] = []
+        if picked:
+            marks = ",".join("?" * len(picked))
+            claimed = [
+                _delivery(r)
+                for r in store._query(
+                    f"UPDATE webhook_deliveries SET locked_by = ?, locked_until = ? WHERE id IN ({marks})"
+                    f" AND status = 'pending' AND (locked_until IS NULL OR locked_until < ?) RETURNING {_DEL_COLS}",
+                    [worker_id, now + lease_s, *picked, now],
+                )
+            ]
         store._commit()
     except BaseException:
         store._rollback()
         raise
-    return sorted((_delivery(r) for r in rows), key=lambda d: (d.next_attempt_at, d.id))
+    return sorted(claimed, key=lambda d: (d.next_attempt_at, d.id))
+
+
+def renew_claims(store: SqlStore, delivery_ids: Sequence[int], worker_id: str, *, until: float) -> int:
+    """Extend ``worker_id``'s claims on these deliveries to ``until`` (those it still holds); how many."""
+    wanted = sorted(set(delivery_ids))
+    if not wanted:
+        return 0
+    marks = ",".join("?" * len(wanted))
+    cur = store._exec(
+        f"UPDATE webhook_deliveries SET locked_until = ? WHERE id IN ({marks}) AND locked_by = ?"
+        " AND status = 'pending'",
+        [until, *wanted, worker_id],
+    )
+    return int(cur.rowcount)
 
 
 def mark_delivered(

@@ -2,6 +2,12 @@
 
 A subscription is a URL, a signing secret, a change filter (``ChangeFilter``, the change feed's) and
 an active flag. Its deliveries live in the outbox (``storage.outbox``).
+
+Each subscription also has a **circuit breaker** (table ``webhook_breakers``, created on first use
+by ``ensure_breakers``, one row per subscription that ever had an attempt): the count of consecutive
+failed attempts and, once that reaches the threshold, ``open_until``. Until then its deliveries are
+not claimed (open); after it, one probe delivery at a time is (half-open); a success closes the
+breaker, a failure opens it again for another cool-down.
 """
 
 from __future__ import annotations
@@ -9,6 +15,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -17,6 +24,8 @@ import orjson
 from npistack.errors import NpistackError
 from npistack.storage.base import SqlStore, utcnow
 from npistack.storage.changes import ChangeFilter
+
+BREAKER_STATES = ("closed", "open", "half-open")
 
 MAX_URL = 2000
 MAX_DESCRIPTION = 500
@@ -198,6 +207,101 @@ def update_subscription(
     return get_subscription(store, sub_id)
 
 
+# -- circuit breakers ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Breaker:
+    """A subscription's circuit breaker: consecutive failed attempts, and until when it is open."""
+
+    subscription_id: int
+    failures: int = 0
+    open_until: float | None = None
+    opened_at: str | None = None
+
+    def state(self, now: float) -> str:
+        """``closed``, ``open`` (deliveries wait until ``open_until``) or ``half-open`` (one probe)."""
+        if self.open_until is None:
+            return "closed"
+        return "open" if now < self.open_until else "half-open"
+
+    def as_dict(self, now: float) -> dict[str, Any]:
+        until = None
+        if self.open_until is not None:
+            until = datetime.fromtimestamp(self.open_until, UTC).isoformat(timespec="seconds")
+        return {"state": self.state(now), "failures": self.failures, "openUntil": until}
+
+
+def ensure_breakers(store: SqlStore) -> None:
+    """Create the breaker table and the outbox's per-subscription indexes if they are missing."""
+    if store._table_exists("webhook_breakers"):
+        return
+    real = "DOUBLE PRECISION" if store.dialect == "postgresql" else "REAL"
+    bigint = "BIGINT" if store.dialect == "postgresql" else "INTEGER"
+    ddl = (
+        f"CREATE TABLE IF NOT EXISTS webhook_breakers (subscription_id {bigint} PRIMARY KEY,"
+        f" failures INTEGER NOT NULL DEFAULT 0, open_until {real}, opened_at TEXT)",
+        "CREATE INDEX IF NOT EXISTS ix_deliveries_sub_due"
+        " ON webhook_deliveries (subscription_id, status, next_attempt_at)",
+        "CREATE INDEX IF NOT EXISTS ix_deliveries_claimed"
+        " ON webhook_deliveries (subscription_id, locked_until) WHERE locked_until IS NOT NULL",
+    )
+    store._begin()
+    try:
+        for sql in ddl:
+            store._exec(sql)
+        store._commit()
+    except BaseException:
+        store._rollback()
+        if not store._table_exists("webhook_breakers"):  # not another process creating it at once
+            raise
+
+
+def get_breakers(store: SqlStore, ids: Sequence[int]) -> dict[int, Breaker]:
+    """The breakers of these subscriptions (closed, zero failures, for those without a row)."""
+    wanted = sorted(set(ids))
+    out = {i: Breaker(i) for i in wanted}
+    if not wanted or not store._table_exists("webhook_breakers"):
+        return out
+    marks = ",".join("?" * len(wanted))
+    for r in store._query(
+        f"SELECT subscription_id, failures, open_until, opened_at FROM webhook_breakers"
+        f" WHERE subscription_id IN ({marks})",
+        wanted,
+    ):
+        sub_id = int(r[0])
+        out[sub_id] = Breaker(sub_id, int(r[1]), float(r[2]) if r[2] is not None else None, r[3])
+    return out
+
+
+def record_attempt(
+    store: SqlStore, sub_id: int, *, ok: bool, threshold: int, cooldown_s: float, now: float
+) -> Breaker:
+    """Count an attempt's outcome in the subscription's breaker and return the breaker.
+
+    A success closes it (zero failures); a failure adds one, and at ``threshold`` consecutive
+    failures (or a failed half-open probe) opens it until ``now + cooldown_s``."""
+    if ok:
+        store._exec("DELETE FROM webhook_breakers WHERE subscription_id = ?", (sub_id,))
+        return Breaker(sub_id)
+    until, stamp = now + cooldown_s, utcnow()
+    store._exec(
+        "INSERT INTO webhook_breakers (subscription_id, failures, open_until, opened_at)"
+        " VALUES (?, 1, CASE WHEN 1 >= ? THEN ? END, CASE WHEN 1 >= ? THEN ? END)"
+        " ON CONFLICT (subscription_id) DO UPDATE SET failures = webhook_breakers.failures + 1,"
+        " open_until = CASE WHEN webhook_breakers.failures + 1 >= ? THEN ? END,"
+        " opened_at = CASE WHEN webhook_breakers.failures + 1 >= ? THEN ? END",
+        (sub_id, *(threshold, until, threshold, stamp) * 2),
+    )
+    return get_breakers(store, [sub_id])[sub_id]
+
+
+def reset_breaker(store: SqlStore, sub_id: int) -> None:
+    """Close a subscription's breaker (its deliveries are claimed again at once)."""
+    if store._table_exists("webhook_breakers"):
+        store._exec("DELETE FROM webhook_breakers WHERE subscription_id = ?", (sub_id,))
+
+
 def delete_subscription(store: SqlStore, sub_id: int) -> int | None:
     """Delete a subscription and cancel its pending deliveries (their rows stay, for the record).
 
@@ -220,6 +324,8 @@ def delete_subscription(store: SqlStore, sub_id: int) -> int | None:
             (sub_id,),
         )
         store._exec("DELETE FROM webhook_subscriptions WHERE id = ?", (sub_id,))
+        if store._table_exists("webhook_breakers"):
+            store._exec("DELETE FROM webhook_breakers WHERE subscription_id = ?", (sub_id,))
         store._commit()
     except BaseException:
         store._rollback()

@@ -6,8 +6,9 @@ The server's own store is read-only for SQLite, so each request opens a writable
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import orjson
 from fastapi import APIRouter, Path, Query, Request
@@ -15,6 +16,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
+from npistack import outbound
 from npistack.api.app import ApiState, app_state
 from npistack.api.errors import ApiError, json_response, request_id
 from npistack.api.metering import require_admin
@@ -68,6 +70,14 @@ class ReplayRange(BaseModel):
     status: str | None = Field(None, description="Only this status: pending, delivered, dead, cancelled")
 
 
+class BreakerOut(BaseModel):
+    state: Literal["closed", "open", "half-open"] = Field(
+        description="closed: deliveries flow; open: they wait until openUntil; half-open: one probe"
+    )
+    failures: int = Field(description="Consecutive failed attempts")
+    openUntil: str | None = Field(description="When an open breaker lets a probe through (UTC)")
+
+
 class WebhookOut(BaseModel):
     id: int
     url: str
@@ -78,6 +88,7 @@ class WebhookOut(BaseModel):
     updatedAt: str
     secret: str | None = Field(None, description="Only when created or rotated")
     deliveries: dict[str, int] = Field(description="Deliveries by status")
+    breaker: BreakerOut = Field(description="The subscription's circuit breaker")
 
 
 class DeliveryOut(BaseModel):
@@ -227,9 +238,17 @@ async def _with_store(st: ApiState, fn: Callable[[SqlStore], T]) -> T:
         raise ApiError("invalid_webhook", str(e)) from None
 
 
+def _policy(st: ApiState) -> outbound.Policy:
+    try:
+        return wh.guard_policy(st.settings)
+    except wh.WebhookError as e:  # a bad NPISTACK_WEBHOOK_ALLOW_HOSTS: the server's fault
+        raise ApiError("internal_error", str(e)) from None
+
+
 def _sub_out(store: SqlStore, sub: wh.Subscription, *, secret: bool = False) -> dict[str, Any]:
     counts = wh.delivery_counts(store, [sub.id]).get(sub.id, dict.fromkeys(wh.STATUSES, 0))
-    return {**sub.as_dict(secret=secret), "deliveries": counts}
+    breaker = wh.get_breakers(store, [sub.id])[sub.id].as_dict(time.time())
+    return {**sub.as_dict(secret=secret), "deliveries": counts, "breaker": breaker}
 
 
 def _sub_or_404(store: SqlStore, sub_id: int) -> wh.Subscription:
@@ -296,10 +315,12 @@ async def create_webhook(request: Request) -> Response:
         raise ApiError("invalid_webhook", "url is required: the http:// or https:// URL to POST events to.")
     secret, description = _opt_str(body, "secret"), _opt_str(body, "description")
     active = _opt_bool(body, "active")
+    policy = _policy(st)
 
     def create(store: SqlStore) -> dict[str, Any]:
         sub = wh.create_subscription(
             store,
+            policy=policy,
             url=url,
             secret=secret,
             filters=wh.parse_filters(body.get("filters")),
@@ -322,7 +343,10 @@ async def list_webhooks(request: Request) -> Response:
     def listing(store: SqlStore) -> list[dict[str, Any]]:
         subs = wh.list_subscriptions(store)
         counts = wh.delivery_counts(store, [s.id for s in subs])
-        return [{**s.as_dict(), "deliveries": counts[s.id]} for s in subs]
+        breakers, now = wh.get_breakers(store, [s.id for s in subs]), time.time()
+        return [
+            {**s.as_dict(), "deliveries": counts[s.id], "breaker": breakers[s.id].as_dict(now)} for s in subs
+        ]
 
     return _ok(request, await _with_store(st, listing))
 
@@ -359,11 +383,12 @@ async def update_webhook(request: Request, webhook_id: SubId) -> Response:
     if "description" in body:
         kw["description"] = _opt_str(body, "description")
     raw_filters = body.get("filters")
+    policy = _policy(st)
 
     def update(store: SqlStore) -> dict[str, Any]:
         _sub_or_404(store, webhook_id)
         filters = wh.parse_filters(raw_filters) if raw_filters is not None else None
-        sub = wh.update_subscription(store, webhook_id, filters=filters, **kw)
+        sub = wh.update_subscription(store, webhook_id, filters=filters, policy=policy, **kw)
         return _sub_out(store, sub or _sub_or_404(store, webhook_id), secret=kw["rotate_secret"])
 
     return _ok(request, await _with_store(st, update))
