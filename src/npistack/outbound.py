@@ -337,7 +337,7 @@ class Attempt:
     def __init__(self, total_s: float) -> None:
         self.total_s = total_s
         self.deadline = time.monotonic() + total_s
-        self.host: str | None = None
+        self.hosts: frozenset[str] = frozenset()
         self.addresses: tuple[IPAddress, ...] = ()
 
     def left(self) -> float:
@@ -346,7 +346,10 @@ class Attempt:
 
     def pin(self, target: Target, addresses: Sequence[IPAddress]) -> None:
         """Connect to ``target``'s host only at these (checked) addresses."""
-        self.host, self.addresses = target.host, tuple(addresses)
+        names = {target.host}
+        with contextlib.suppress(httpx.InvalidURL, UnicodeError):  # the name as httpcore spells it
+            names.add(httpx.URL(target.url).raw_host.decode("ascii").lower())
+        self.hosts, self.addresses = frozenset(names), tuple(addresses)
 
 
 _ATTEMPT: contextvars.ContextVar[Attempt | None] = contextvars.ContextVar("outbound_attempt", default=None)
@@ -418,7 +421,7 @@ class _GuardedBackend(httpcore.NetworkBackend):
     ) -> httpcore.NetworkStream:
         current = _ATTEMPT.get()
         deadline = current.deadline if current else None
-        if current is not None and current.host is not None and current.host == host.lower():
+        if current is not None and host.lower() in current.hosts:
             addresses = list(current.addresses)
         else:
             target = Target(f"//{host}:{port}", "", host.lower(), port, _literal(host.lower()))
