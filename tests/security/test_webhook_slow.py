@@ -5,8 +5,9 @@ Every attempt has a total deadline (the trickle is cut there, whatever it sends)
 subscriptions go on meanwhile (the fast receiver gets all of its deliveries while the first slow
 attempt is still open: counted by events, not timed), leases of attempts in flight are renewed (a
 second worker never takes over a delivery in flight, though the lease is shorter than the
-deadline), and a failing subscription's circuit breaker opens after N failures, then lets one probe
-through after its cool-down.
+deadline), a failing subscription's circuit breaker opens after N failures, then lets one probe
+through after its cool-down, and so ``worker --once`` beside a trickling receiver ends after N
+attempts to it, whatever its backlog.
 """
 
 from __future__ import annotations
@@ -299,3 +300,29 @@ def breaker(url: str, sub_id: int, now: float) -> tuple[str, int]:
     finally:
         store.close()
     return b.state(now), b.failures
+
+
+def test_worker_once_is_bounded_by_the_breaker_not_the_backlog(
+    store: str, trickler: Callable[..., Trickler]
+) -> None:
+    """The issue's ``worker --once`` held by a trickling receiver: with a backlog of 6 deliveries to
+    it, the run makes 2 attempts (the breaker's threshold), each cut at the deadline, and ends; the
+    other subscriber's 6 are all delivered in the same run."""
+    slow = trickler(gap_s=0.1)
+    with receiver([SECRET]) as fast:
+        slow_sub = subscribe(store, slow.url)
+        subscribe(store, fast.url)
+        add_changes(store, 6)
+        cfg = settings(store, webhook_timeout_s=1.0, webhook_lease_s=30.0, webhook_breaker_failures=2)
+        with DeliveryWorker(store, cfg, concurrency=4) as w:
+            attempted = w.drain()
+        assert len(fast.by_delivery()) == 6
+    assert attempted == 8 and len(slow.conns) == 2
+    s = open_store(store)
+    try:
+        b = wh.get_breakers(s, [slow_sub])[slow_sub]
+        pending = [d for d in wh.list_deliveries(s, status="pending") if d.subscription_id == slow_sub]
+    finally:
+        s.close()
+    assert b.state(time.time()) == "open" and b.failures == 2
+    assert len(pending) == 4 and all(d.attempts == 0 for d in pending), "they wait, attempts not used up"
