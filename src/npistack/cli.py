@@ -25,6 +25,7 @@ if sys.argv[1:2] == ["ingest"] and "--help" not in sys.argv:
 
 import orjson
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -577,6 +578,17 @@ def private_files() -> None:
     os.umask(os.umask(0o077) | 0o077)
 
 
+def settings_problem(e: ValidationError) -> str:
+    """One line naming each bad setting by its variable: ``NPISTACK_API_PORT=0: Input should be ...``."""
+    parts = []
+    for item in e.errors():
+        name = "_".join(str(p) for p in item.get("loc", ())).upper()
+        value = redact_text(str(item.get("input", "")))
+        message = str(item.get("msg", "")).removeprefix("Value error, ")
+        parts.append(f"NPISTACK_{name}={value}: {message}" if name else message)
+    return "invalid setting " + "; ".join(parts)
+
+
 def main() -> None:
     """Console entry point: one clear line on error, never a traceback (unless NPISTACK_DEBUG)."""
     debug = bool(os.environ.get("NPISTACK_DEBUG"))
@@ -586,6 +598,11 @@ def main() -> None:
         app(standalone_mode=False, prog_name="npistack")
     except NpistackError as e:
         err.print(Text.assemble(("error: ", "red"), redact_text(str(e))), soft_wrap=True)
+        if debug:
+            raise
+        sys.exit(1)
+    except ValidationError as e:  # a setting out of range or malformed (the environment or .env)
+        err.print(Text.assemble(("error: ", "red"), settings_problem(e)), soft_wrap=True)
         if debug:
             raise
         sys.exit(1)

@@ -6,11 +6,12 @@ Every field carries a description; ``npistack settings`` prints them and docs/se
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from functools import cache
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -353,6 +354,24 @@ class Settings(BaseSettings):
             "the page ends early past it, with the cursor to continue."
         ),
     )
+
+    @field_validator("webhook_allow_hosts")
+    @classmethod
+    def _allow_list(cls, value: str) -> str:
+        """Every entry a host name, an address or a CIDR (refused at start-up, not on a webhook call)."""
+        for raw in value.split(","):
+            entry = raw.strip().strip("[]")
+            if not entry:
+                continue
+            looks_numeric = "/" in entry or ":" in entry or entry.replace(".", "").isdigit()
+            if looks_numeric:
+                try:
+                    ipaddress.ip_network(entry, strict=False)
+                except ValueError:
+                    raise ValueError(f"{entry!r} is not an address or a CIDR (e.g. 10.0.0.0/8)") from None
+            elif not all(part.isalnum() or "-" in part or "_" in part for part in entry.split(".")):
+                raise ValueError(f"{entry!r} is not a host name, an address or a CIDR")
+        return value
 
     def resolved_download_dir(self) -> Path:
         return Path(self.download_dir) if self.download_dir else self.data_dir / "downloads"
