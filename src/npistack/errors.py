@@ -9,7 +9,10 @@
     ├── StoreError                the database cannot do what was asked
     │   └── StoreNotReady         no data loaded yet / schema missing
     ├── LoadError                 a load that cannot proceed (e.g. another load is running)
-    └── Unavailable               a service npistack needs (the meter, Redis) is down or too slow now
+    ├── Unavailable               a service npistack needs (the meter, Redis) is down or too slow now
+    └── outbound.OutboundError    a URL npistack may not send to (webhooks): malformed, or its host
+        ├── Refused               resolves to a loopback, private, link-local or metadata address
+        └── Unresolved            does not resolve
 """
 
 from __future__ import annotations

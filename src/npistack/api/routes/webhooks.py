@@ -18,6 +18,7 @@ from starlette.concurrency import run_in_threadpool
 
 from npistack import outbound
 from npistack.api.app import ApiState, app_state
+from npistack.api.body import ADMIN_MAX_BYTES, read_body
 from npistack.api.errors import ApiError, json_response, request_id
 from npistack.api.metering import require_admin
 from npistack.api.schemas import error_responses
@@ -308,7 +309,7 @@ async def replay_delivery(request: Request, delivery_id: DeliveryId) -> Response
 async def create_webhook(request: Request) -> Response:
     st = app_state(request.app)
     require_admin(st, request)
-    body = _body(await request.body())
+    body = _body(await read_body(request, ADMIN_MAX_BYTES))
     _fields(body, {"url", "secret", "filters", "description", "active"})
     url = _opt_str(body, "url")
     if not url:
@@ -373,7 +374,7 @@ async def get_webhook(request: Request, webhook_id: SubId) -> Response:
 async def update_webhook(request: Request, webhook_id: SubId) -> Response:
     st = app_state(request.app)
     require_admin(st, request)
-    body = _body(await request.body())
+    body = _body(await read_body(request, ADMIN_MAX_BYTES))
     _fields(body, {"url", "filters", "description", "active", "rotateSecret"})
     kw: dict[str, Any] = {
         "url": _opt_str(body, "url"),
@@ -446,7 +447,7 @@ async def list_webhook_deliveries(
 async def replay_range(request: Request, webhook_id: SubId) -> Response:
     st = app_state(request.app)
     require_admin(st, request)
-    body = _body(await request.body())
+    body = _body(await read_body(request, ADMIN_MAX_BYTES))
     _fields(body, {"since", "until", "status"})
     since, until, status = _opt_str(body, "since"), _opt_str(body, "until"), _opt_str(body, "status")
     if not since or not until:
