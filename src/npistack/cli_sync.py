@@ -139,10 +139,17 @@ def sync(
     workers: Annotated[
         int, typer.Option("--workers", help="Transform processes when applying (0: one per core).")
     ] = 0,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            help="Load even when the ingest guard would refuse (same meaning as `ingest --force`).",
+        ),
+    ] = False,
 ) -> None:
     """Download the CMS files the store lacks (monthly, weekly, deactivation report) and apply them in order."""
     # Here, not at the top: HTTP client imports cost every other command ~50 ms of start-up.
-    from npistack.ingest.sync import parse_interval, run_every, sync_once
+    from npistack.ingest.sync import FetchLimits, parse_interval, run_every, sync_once
 
     settings = _settings()
     url = database_url or settings.resolved_database_url()
@@ -165,7 +172,7 @@ def sync(
 
         def apply(path: Path) -> Any:
             bars.close()
-            summary = run_ingest(path, url, workers=workers, force=False)
+            summary = run_ingest(path, url, workers=workers, force=force)
             _print_summary(summary)
             return summary
 
@@ -179,6 +186,7 @@ def sync(
                 log=_log,
                 dry_run=dry_run,
                 timeout_s=settings.download_timeout_s,
+                limits=FetchLimits(settings.sync_max_page_bytes, settings.sync_max_file_bytes),
             )
         finally:
             bars.close()
@@ -206,13 +214,18 @@ def sync(
         _error_line(e)
         next_line()
 
-    out.print(f"syncing every {every}; Ctrl-C stops")
     stop = threading.Event()
-    previous = signal.signal(signal.SIGTERM, _raise_interrupt)  # a service stop is a Ctrl-C
+    # Ctrl-C and a service stop end the loop, installed before the first line says so. SIGINT
+    # explicitly: a process started with SIGINT ignored (a background job of a non-interactive
+    # shell, some service managers and CI runners) inherits SIG_IGN, and Python then installs no
+    # KeyboardInterrupt handler: "Ctrl-C stops" would be false (issue 14, item 18).
+    previous = {sig: signal.signal(sig, _raise_interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
+        out.print(f"syncing every {every}; Ctrl-C stops")
         run_every(interval, scheduled, stop=stop, on_error=on_error)
     except KeyboardInterrupt:
         stop.set()
         err.print("sync stopped (a download in progress resumes on the next run)")
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

@@ -232,6 +232,23 @@ class Settings(BaseSettings):
         gt=0,
         description="Seconds without progress before a `npistack sync` download is retried.",
     )
+    sync_max_page_bytes: int = Field(
+        default=4 << 20,
+        ge=1024,
+        description=(
+            "Largest download page (or error answer) `npistack sync` reads, in bytes, counted while it "
+            "streams in; CMS's page is tens of KB. A larger one is refused."
+        ),
+    )
+    sync_max_file_bytes: int = Field(
+        default=4 << 30,
+        ge=1,
+        description=(
+            "Largest bundle `npistack sync` downloads, in bytes (the monthly zip is ~1.1 GiB), counted "
+            "while it streams in whatever Content-Length says; a larger one is refused and its partial "
+            "file deleted."
+        ),
+    )
     webhook_max_attempts: int = Field(
         default=8,
         ge=1,

@@ -5,6 +5,12 @@ first planned file: download it, apply it, re-read the store's state and plan ag
 left. Planning again after each file means every decision uses what the store really holds (a monthly
 file's real end date, read from its zip, replaces the page's estimate). The round stops at the first
 failure; what was applied before it stays applied, and the next round continues from there.
+
+What a round fetches is fenced by ``new_client(page_url=...)`` (``GuardedTransport``): every request
+and every redirect stays on the download page's scheme, host and port (or its https upgrade), the
+page is read up to ``FetchLimits.max_page_bytes`` and a bundle up to ``FetchLimits.max_file_bytes``,
+counted while the bytes stream in (a missing or false Content-Length changes nothing). A refused
+download's partial file is deleted; nothing reaches its final name before it is whole and verified.
 """
 
 from __future__ import annotations
@@ -14,7 +20,7 @@ import re
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import date
 from pathlib import Path
@@ -23,7 +29,7 @@ from typing import Any, Protocol
 import httpx
 
 from npistack import __version__
-from npistack.errors import NpistackError
+from npistack.errors import NpistackError, SourceError
 from npistack.ingest.source import (
     RemoteFile,
     download,
@@ -35,6 +41,8 @@ from npistack.ingest.source import (
 
 DownloadProgress = Callable[[RemoteFile, int, int | None], None]
 DEACTIVATION_META = "deactivation_release"
+_REDIRECTS = (301, 302, 303, 307, 308)
+_CONTENT_RANGE_RE = re.compile(r"bytes\s+(\d+)-\d+/(\d+|\*)", re.IGNORECASE)
 
 
 class StoreState(Protocol):
@@ -122,11 +130,134 @@ def _bind(progress: DownloadProgress | None, remote: RemoteFile) -> Callable[[in
     return one
 
 
-def new_client(timeout_s: float = 60.0) -> httpx.Client:
-    """An HTTP client for the CMS site: redirects followed, ``timeout_s`` without progress fails."""
+@dataclass(frozen=True)
+class FetchLimits:
+    """Largest download page and largest bundle a sync reads, in bytes (the settings
+    NPISTACK_SYNC_MAX_PAGE_BYTES and NPISTACK_SYNC_MAX_FILE_BYTES; CMS's page is tens of KB, its
+    monthly zip ~1.1 GiB)."""
+
+    max_page_bytes: int = 4 << 20
+    max_file_bytes: int = 4 << 30
+
+
+class FetchRefused(SourceError):
+    """A request, redirect or response a sync refuses (another host, over a size cap). Not retried;
+    the partial download it leaves is deleted."""
+
+
+def _origin(url: httpx.URL) -> tuple[str, str, int]:
+    return url.scheme, url.host, url.port or (443 if url.scheme == "https" else 80)
+
+
+class _Capped(httpx.SyncByteStream):
+    """A response body that raises ``refuse()`` as soon as more than ``cap`` bytes (counted from
+    ``start``, the offset of a resumed range) have arrived."""
+
+    def __init__(self, inner: httpx.SyncByteStream, start: int, cap: int, refuse: Callable[[], FetchRefused]):
+        self.inner, self.start, self.cap, self.refuse = inner, start, cap, refuse
+
+    def __iter__(self) -> Iterator[bytes]:
+        seen = self.start
+        for chunk in self.inner:
+            seen += len(chunk)
+            if seen > self.cap:
+                raise self.refuse()
+            yield chunk
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+class GuardedTransport(httpx.BaseTransport):
+    """The transport of a sync's client: requests and redirects only to ``page_url``'s scheme, host
+    and port (or https on port 443 when the page is http), bodies capped while streaming.
+
+    A URL whose path ends in ``.zip`` is a bundle (``limits.max_file_bytes``), anything else a page
+    (``limits.max_page_bytes``); a redirect's target keeps the kind of the request it answers, and an
+    error status's body is capped as a page.
+    """
+
+    def __init__(self, page_url: str, limits: FetchLimits, inner: httpx.BaseTransport | None = None) -> None:
+        home = httpx.URL(page_url)
+        scheme, host, port = _origin(home)
+        self.allowed = {(scheme, host, port)} | ({("https", host, 443)} if scheme == "http" else set())
+        self.where = f"{scheme}://{host}:{port}"
+        self.limits = limits
+        self.inner = inner or httpx.HTTPTransport()
+        self._hops: dict[str, str] = {}
+
+    def _kind(self, url: httpx.URL) -> str:
+        hop = self._hops.pop(str(url.copy_with(fragment=None)), None)
+        return hop or ("file" if url.path.lower().endswith(".zip") else "page")
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        url = request.url
+        kind = self._kind(url)
+        if _origin(url) not in self.allowed:
+            raise FetchRefused(
+                f"refused {url}: sync fetches only from {self.where}, the download page's host "
+                "(NPISTACK_CMS_FILES_URL or --page-url)"
+            )
+        resp = self.inner.handle_request(request)
+        location = resp.headers.get("location")
+        if resp.status_code in _REDIRECTS and location:
+            try:
+                target = url.join(location)
+            except httpx.InvalidURL:
+                return resp  # httpx reports the bad Location itself
+            if _origin(target) not in self.allowed:
+                resp.close()
+                raise FetchRefused(
+                    f"refused the redirect from {url} to {target}: sync follows redirects only within "
+                    f"{self.where} (or its https upgrade), the download page's host"
+                )
+            self._hops[str(target.copy_with(fragment=None))] = kind
+        file = kind == "file" and resp.status_code in (200, 206)
+        cap = self.limits.max_file_bytes if file else self.limits.max_page_bytes
+        start, declared = 0, None
+        m = _CONTENT_RANGE_RE.search(resp.headers.get("content-range", ""))
+        if resp.status_code == 206 and m:
+            start = int(m.group(1))
+            declared = int(m.group(2)) if m.group(2) != "*" else None
+        length = resp.headers.get("content-length", "")
+        if declared is None and length.isdigit():
+            declared = start + int(length)
+
+        def refuse() -> FetchRefused:
+            if file:
+                return FetchRefused(
+                    f"refused {url}: the file is larger than {cap:,} bytes (NPISTACK_SYNC_MAX_FILE_BYTES); "
+                    "deleted what was downloaded"
+                )
+            what = "the download page" if kind == "page" and resp.status_code < 300 else "the answer"
+            return FetchRefused(
+                f"refused {url}: {what} is larger than {cap:,} bytes (NPISTACK_SYNC_MAX_PAGE_BYTES)"
+            )
+
+        if declared is not None and declared > cap:
+            resp.close()
+            raise refuse()
+        assert isinstance(resp.stream, httpx.SyncByteStream)
+        resp.stream = _Capped(resp.stream, start, cap, refuse)
+        return resp
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def new_client(
+    timeout_s: float = 60.0, *, page_url: str | None = None, limits: FetchLimits | None = None
+) -> httpx.Client:
+    """An HTTP client for the CMS site: ``timeout_s`` without progress fails; redirects followed.
+
+    With ``page_url``, the client is fenced by ``GuardedTransport`` (same-host requests and
+    redirects only, ``limits`` on what it reads); ``sync_once`` always builds it that way.
+    """
+    transport = GuardedTransport(page_url, limits or FetchLimits()) if page_url else None
     return httpx.Client(
         timeout=httpx.Timeout(timeout_s),
         follow_redirects=True,
+        transport=transport,
         headers={"User-Agent": f"npistack/{__version__} (+sync)"},
     )
 
@@ -144,6 +275,7 @@ def sync_once(
     timeout_s: float = 60.0,
     retries: int = 3,
     backoff_s: float = 1.0,
+    limits: FetchLimits | None = None,
 ) -> SyncReport:
     """One sync round; see the module docstring.
 
@@ -151,9 +283,12 @@ def sync_once(
     the store's state is read again after each. ``dry_run`` stops after planning. A page that cannot be
     read raises SourceError; a failure after that is recorded in ``SyncReport.error`` (one line) and
     ends the round, keeping what was applied.
+
+    Without ``client``, the round's client is ``new_client(page_url=page_url, limits=limits)``: fenced
+    to the page's host and size-capped (``GuardedTransport``). A ``client`` passed in is used as is.
     """
     own = client is None
-    http = client or new_client(timeout_s)
+    http = client or new_client(timeout_s, page_url=page_url, limits=limits)
     try:
         html = fetch_page(http, page_url, retries=retries, backoff_s=backoff_s)
         remote = _with_local_dates(parse_download_page(html, page_url), download_dir)
@@ -233,6 +368,11 @@ def _run(
                 nxt = replace(nxt, estimated=False)
             log(f"applying {nxt.name} ({nxt.describe()})")
             result = apply(path)
+        except FetchRefused as e:
+            (download_dir / f"{nxt.name}.part").unlink(missing_ok=True)  # refused, not resumable
+            report.failed = nxt
+            report.error = _one_line(nxt, e)
+            return
         except (NpistackError, OSError) as e:
             report.failed = nxt
             report.error = _one_line(nxt, e)
@@ -290,6 +430,9 @@ def parse_interval(text: str) -> float:
 
 __all__ = [
     "Applied",
+    "FetchLimits",
+    "FetchRefused",
+    "GuardedTransport",
     "StoreState",
     "SyncReport",
     "new_client",
