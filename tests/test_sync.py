@@ -876,7 +876,17 @@ def test_cli_force_reaches_the_ingest(
     monkeypatch.setattr(cli_sync, "run_ingest", recording)
     for i, flag in enumerate([["--force"], []]):
         db = f"sqlite:///{tmp_path / f'force{i}.db'}"
-        args = ["sync", "-d", db, "--page-url", page, "--download-dir", str(tmp_path / "dl"), "--workers", "1"]
+        args = [
+            "sync",
+            "-d",
+            db,
+            "--page-url",
+            page,
+            "--download-dir",
+            str(tmp_path / "dl"),
+            "--workers",
+            "1",
+        ]
         result = CliRunner().invoke(app, [*args, *flag])
         assert result.exit_code == 0, result.output
     assert forced == [True, False]
