@@ -363,6 +363,23 @@ class Settings(BaseSettings):
             "`npistack jobs purge` deletes older ones. 0 keeps them until purged with --older-than."
         ),
     )
+    csv_max_line_bytes: int = Field(
+        default=1 << 20,
+        ge=1024,
+        description=(
+            "Longest line of an enrichment CSV (`npistack enrich`, `POST /api/v1/jobs/enrich`), in bytes; a longer "
+            "line is one row in errors.csv with the reason, and is never held in memory whole."
+        ),
+    )
+    csv_max_field_chars: int = Field(
+        default=65536,
+        ge=16,
+        le=131072,
+        description=(
+            "Longest value of one field of an enrichment CSV, in characters; a row with a longer value goes to "
+            "errors.csv with the reason."
+        ),
+    )
     changes_page_max_bytes: int = Field(
         default=16 << 20,
         ge=1024,

@@ -4,6 +4,10 @@ record is accounted for (``read_records``): one that cannot be read (wrong field
 bytes, a NUL byte, a quote that never closes) comes with its line number and the reason, and one
 unclosed quote never swallows the rows after it. List enrichment (``services.enrich_csv``) reads its
 input with it.
+
+Lines are split in one pass over the bytes (each byte looked at once, whatever the line length), and
+a line longer than ``NPISTACK_CSV_MAX_LINE_BYTES`` is never held whole: it is skipped to its end and
+reported as one unreadable row, like a value longer than ``NPISTACK_CSV_MAX_FIELD_CHARS``.
 """
 
 from __future__ import annotations
@@ -15,12 +19,29 @@ from collections import deque
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, NamedTuple
 
 from npistack.errors import NpistackError
+from npistack.settings import Settings
 
 MAX_RECORD_LINES = 1000  # a quoted field still open after this many lines is taken as unclosed
 DELIMITERS = (",", ";", "\t", "|")
+READ_BYTES = 1 << 20
+KEEP_CHARS = 2000  # of a row that cannot be read, the text kept for errors.csv
+
+
+@dataclass(frozen=True)
+class CsvLimits:
+    """How long a line (bytes) and one field's value (characters) may be."""
+
+    max_line_bytes: int = 1 << 20
+    max_field_chars: int = 65536
+
+    @classmethod
+    def from_settings(cls, settings: Settings | None = None) -> CsvLimits:
+        """``NPISTACK_CSV_MAX_LINE_BYTES`` and ``NPISTACK_CSV_MAX_FIELD_CHARS`` (the environment's by default)."""
+        st = settings if settings is not None else Settings()
+        return cls(st.csv_max_line_bytes, st.csv_max_field_chars)
 
 
 class EnrichError(NpistackError):
@@ -103,32 +124,90 @@ class _Runaway(Exception):
     pass
 
 
-class _Feed:
-    """Decoded physical lines for ``csv.reader``, numbered, with push-back (to re-read the lines
-    after one whose quote never closes) and a per-line problem (undecodable bytes, NUL)."""
+class _TooLong(Exception):
+    pass
 
-    def __init__(self, fh: IO[bytes], fmt: CsvFormat) -> None:
+
+@dataclass(frozen=True)
+class LongLine:
+    """A line longer than the cap: its start (for errors.csv) and its length, the rest skipped."""
+
+    head: bytes
+    length: int
+
+
+class LineSplitter:
+    """The lines of a byte stream, in time linear in its size: each chunk read is searched for the
+    newline once (``scanned`` counts those bytes), a line is joined once, and a line past
+    ``max_line_bytes`` is skipped to its end (a ``LongLine``) instead of being buffered."""
+
+    def __init__(self, fh: IO[bytes], newline: bytes, max_line_bytes: int, *, bom: bool = False) -> None:
+        assert len(newline) == 1
         self.fh = fh
-        self.fmt = fmt
-        self.pending: deque[tuple[int, str, str | None]] = deque()
-        self.taken: list[tuple[int, str, str | None]] = []
-        self.number = 0
-        self._lines = self._split()
+        self.newline = newline
+        self.max_line_bytes = max_line_bytes
+        self.bom = bom
+        self.scanned = 0
+        self.peak_buffer = 0  # the most bytes held for a line that has not ended yet
 
-    def _split(self) -> Iterator[bytes]:
-        nl = self.fmt.newline
-        buf = b""
+    def __iter__(self) -> Iterator[bytes | LongLine]:
+        nl, cap = self.newline, self.max_line_bytes
+        buf = bytearray()  # the line so far (at most cap bytes)
+        long_head: bytes | None = None  # set while skipping a line past the cap
+        long_len = 0
         first = True
-        while chunk := self.fh.read(1 << 20):
-            if first and self.fmt.bom and chunk.startswith(codecs.BOM_UTF8):
+        while chunk := self.fh.read(READ_BYTES):
+            if first and self.bom and chunk.startswith(codecs.BOM_UTF8):
                 chunk = chunk[3:]
             first = False
-            buf += chunk
-            parts = buf.split(nl)
-            buf = parts.pop()
-            yield from parts
-        if buf:
-            yield buf
+            self.scanned += len(chunk)
+            pos = 0
+            while pos < len(chunk):
+                end = chunk.find(nl, pos)
+                stop = len(chunk) if end < 0 else end
+                if long_head is None and len(buf) + stop - pos > cap:
+                    long_head = bytes(buf[:KEEP_CHARS]) + chunk[pos : pos + max(0, KEEP_CHARS - len(buf))]
+                    long_len = len(buf)
+                    buf = bytearray()
+                if long_head is not None:
+                    long_len += stop - pos
+                else:
+                    buf += chunk[pos:stop]
+                    self.peak_buffer = max(self.peak_buffer, len(buf))
+                if end < 0:
+                    break
+                if long_head is not None:
+                    yield LongLine(long_head, long_len)
+                    long_head = None
+                else:
+                    yield bytes(buf)
+                    buf = bytearray()
+                pos = end + 1
+        if long_head is not None:
+            yield LongLine(long_head, long_len)
+        elif buf:
+            yield bytes(buf)
+
+
+class _Line(NamedTuple):
+    number: int
+    text: str
+    problem: str | None
+    too_long: bool = False
+
+
+class _Feed:
+    """Decoded physical lines for ``csv.reader``, numbered, with push-back (to re-read the lines
+    after one whose quote never closes) and a per-line problem (undecodable bytes, NUL, too long)."""
+
+    def __init__(self, fh: IO[bytes], fmt: CsvFormat, limits: CsvLimits) -> None:
+        self.fh = fh
+        self.fmt = fmt
+        self.limits = limits
+        self.pending: deque[_Line] = deque()
+        self.taken: list[_Line] = []
+        self.number = 0
+        self._lines = iter(LineSplitter(fh, fmt.newline, limits.max_line_bytes, bom=fmt.bom))
 
     def _decode(self, b: bytes) -> tuple[str, str | None]:
         problem = None
@@ -157,24 +236,45 @@ class _Feed:
         else:
             b = next(self._lines)
             self.number += 1
-            text, problem = self._decode(b)
-            item = (self.number, text, problem)
+            if isinstance(b, LongLine):
+                text, _ = self._decode(b.head)
+                problem: str | None = (
+                    f"the line is {b.length:,} bytes long, longer than the {self.limits.max_line_bytes:,} a line "
+                    "may have (NPISTACK_CSV_MAX_LINE_BYTES)"
+                )
+                item = _Line(self.number, text, problem, too_long=True)
+            else:
+                text, problem = self._decode(b)
+                item = _Line(self.number, text, problem)
         self.taken.append(item)
-        return item[1]
+        if item.too_long:
+            raise _TooLong
+        return item.text
 
-    def push_back(self, items: Sequence[tuple[int, str, str | None]]) -> None:
+    def push_back(self, items: Sequence[_Line]) -> None:
         self.pending.extendleft(reversed(items))
 
 
 def _clean(text: str) -> str:
-    return text.rstrip("\n")[:2000]
+    return text.rstrip("\n")[:KEEP_CHARS]
 
 
-def read_records(fh: IO[bytes], fmt: CsvFormat) -> Iterator[Row]:
+def _long_field(values: Sequence[str], limit: int) -> str | None:
+    for i, v in enumerate(values):
+        if len(v) > limit:
+            return (
+                f"field {i + 1} is {len(v):,} characters long, longer than the {limit:,} a field may have "
+                "(NPISTACK_CSV_MAX_FIELD_CHARS)"
+            )
+    return None
+
+
+def read_records(fh: IO[bytes], fmt: CsvFormat, limits: CsvLimits | None = None) -> Iterator[Row]:
     """Every record of the file (the header first), blank lines left out. A record whose fields
     cannot be read comes with ``error`` set; only its first line is taken when it spans lines, so
-    one unclosed quote never swallows the rows after it."""
-    feed = _Feed(fh, fmt)
+    one unclosed quote never swallows the rows after it. ``limits``: the environment's by default."""
+    limits = limits if limits is not None else CsvLimits.from_settings()
+    feed = _Feed(fh, fmt, limits)
     make = lambda: csv.reader(feed, delimiter=fmt.delimiter, strict=False)  # noqa: E731
     reader = make()
     expected: int | None = None
@@ -184,27 +284,39 @@ def read_records(fh: IO[bytes], fmt: CsvFormat) -> Iterator[Row]:
             values = next(reader)
         except StopIteration:
             return
-        except (_Runaway, csv.Error) as e:
+        except (_Runaway, _TooLong, csv.Error) as e:
             lines = feed.taken
             feed.push_back(lines[1:])
             reader = make()
-            reason = (
-                f"a quoted field opened here is still open {MAX_RECORD_LINES} lines later"
-                if isinstance(e, _Runaway)
-                else f"cannot be read as CSV: {e}"
-            )
-            if lines:
-                yield Row(lines[0][0], _split_plain(lines[0][1], fmt), reason, _clean(lines[0][1]))
+            if not lines:
+                continue
+            first = lines[0]
+            if first.too_long:
+                reason = first.problem or "the line is too long"
+            elif isinstance(e, _Runaway):
+                reason = f"a quoted field opened here is still open {MAX_RECORD_LINES} lines later"
+            elif isinstance(e, _TooLong):
+                reason = f"a quoted field opened here runs into line {lines[-1].number}, which is too long"
+            elif "field larger than field limit" in str(e):
+                reason = (
+                    f"a field is longer than the {limits.max_field_chars:,} characters a field may have "
+                    "(NPISTACK_CSV_MAX_FIELD_CHARS)"
+                )
+            else:
+                reason = f"cannot be read as CSV: {e}"
+            yield Row(first.number, _split_plain(first.text, fmt), reason, _clean(first.text))
             continue
         lines = feed.taken
         if not lines:
             return
         if len(lines) == 1 and (not values or (len(values) == 1 and not values[0].strip())):
             continue  # a blank line
-        problem = next((p for _, _, p in lines if p), None)
+        problem = next((ln.problem for ln in lines if ln.problem), None) or _long_field(
+            values, limits.max_field_chars
+        )
         if expected is None:  # the header
             expected = len(values)
-            yield Row(lines[0][0], values, problem, _clean("".join(t for _, t, _ in lines)))
+            yield Row(lines[0].number, values, problem, _clean("".join(ln.text for ln in lines)))
             continue
         if len(values) > expected and not any(v.strip() for v in values[expected:]):
             values = values[:expected]  # trailing empty fields
@@ -212,28 +324,28 @@ def read_records(fh: IO[bytes], fmt: CsvFormat) -> Iterator[Row]:
             # Most likely a quote that does not close: report its line, read the next ones again.
             feed.push_back(lines[1:])
             reader = make()
-            first = lines[0][1]
+            head = lines[0].text
             yield Row(
-                lines[0][0],
-                _split_plain(first, fmt),
+                lines[0].number,
+                _split_plain(head, fmt),
                 f"an unclosed quote: the record read from here has {len(values)} fields "
                 f"over {len(lines)} lines, the header {expected}",
-                _clean(first),
+                _clean(head),
             )
             continue
-        raw = _clean("".join(t for _, t, _ in lines))
+        raw = _clean("".join(ln.text for ln in lines))
         if len(values) != expected:
             problem = problem or f"{len(values)} fields where the header has {expected}"
-        yield Row(lines[0][0], values, problem, raw if problem else "")
+        yield Row(lines[0].number, values, problem, raw if problem else "")
 
 
 def _split_plain(text: str, fmt: CsvFormat) -> list[str]:
     return text.rstrip("\n").split(fmt.delimiter)
 
 
-def open_records(fh: IO[bytes], fmt: CsvFormat) -> tuple[Iterator[Row], Row]:
+def open_records(fh: IO[bytes], fmt: CsvFormat, limits: CsvLimits | None = None) -> tuple[Iterator[Row], Row]:
     """The header record and an iterator over the records after it (EnrichError without a header)."""
-    records = read_records(fh, fmt)
+    records = read_records(fh, fmt, limits)
     header = next(records, None)
     if header is None:
         raise EnrichError("the file has no header line")

@@ -5,8 +5,13 @@ The table ``enrich_jobs`` lives next to the keys and counters (``storage.account
 touches it and jobs outlive server restarts. The CSV files live under ``NPISTACK_JOBS_DIR``.
 
 A job is ``queued``, then ``running`` while a runner holds its lease (renewed every few seconds),
-then ``succeeded`` or ``failed``. A runner claims the oldest queued job, or a running one whose
-lease ran out (its runner died), in one statement, so two server processes never run the same job.
+then ``succeeded`` or ``failed``. A runner claims a queued job, or a running one whose lease ran out
+(its runner died), in one statement, so two server processes never run the same job.
+
+Claims are fair between keys: the job claimed is the oldest free job of the key with the fewest
+jobs running, among those, of the key served longest ago (``claimed_ns``: a key never served goes
+first), so one key's thousand queued jobs never hold another key's job back by more than one job per
+runner. A key already running ``max_running`` jobs is passed over.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -57,6 +62,13 @@ class Job:
     @property
     def done(self) -> bool:
         return self.status in ("succeeded", "failed")
+
+
+class KeyJobs(NamedTuple):
+    """How many jobs of one key wait and run."""
+
+    queued: int
+    running: int
 
 
 def _job(r: Sequence[Any]) -> Job:
@@ -123,9 +135,24 @@ class JobsDb:
                 rows_total BIGINT NOT NULL, rows_done BIGINT NOT NULL, rows_per_s REAL NOT NULL,
                 counts TEXT NOT NULL, error TEXT, credits BIGINT NOT NULL, attempts INTEGER NOT NULL,
                 lease_owner TEXT, lease_until BIGINT NOT NULL, created_at TEXT NOT NULL, started_at TEXT,
-                finished_at TEXT, updated_at TEXT NOT NULL, queued_ns BIGINT NOT NULL)"""
+                finished_at TEXT, updated_at TEXT NOT NULL, queued_ns BIGINT NOT NULL,
+                claimed_ns BIGINT NOT NULL DEFAULT 0)"""
         )
+        if not self._has_column("claimed_ns"):  # a table made before fair claims
+            self._q("ALTER TABLE enrich_jobs ADD COLUMN claimed_ns BIGINT NOT NULL DEFAULT 0")
         self._q("CREATE INDEX IF NOT EXISTS enrich_jobs_status ON enrich_jobs (status, queued_ns)")
+        self._q("CREATE INDEX IF NOT EXISTS enrich_jobs_key ON enrich_jobs (key_id, status)")
+
+    def _has_column(self, name: str) -> bool:
+        if self.dialect == "sqlite":
+            return any(r[1] == name for r in self._q("PRAGMA table_info(enrich_jobs)"))
+        return bool(
+            self._q(
+                "SELECT 1 FROM information_schema.columns WHERE table_name = 'enrich_jobs'"
+                " AND column_name = ? AND table_schema = current_schema()",
+                (name,),
+            )
+        )
 
     def _q(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         with self._lock:
@@ -154,24 +181,41 @@ class JobsDb:
         rows_total: int,
         credits: int,
         job_id: str | None = None,
-    ) -> Job:
+        max_queued: int = 0,
+    ) -> Job | None:
+        """Queue a job; None when the key already has ``max_queued`` jobs queued (0: no cap)."""
         now = utcnow()
+        cap = ""
+        params: list[Any] = [
+            job_id or new_job_id(),
+            key_id,
+            orjson.dumps(options).decode(),
+            orjson.dumps(columns).decode(),
+            rows_total,
+            credits,
+            now,
+            now,
+            time.time_ns(),
+        ]
+        if max_queued > 0:  # checked in the statement that inserts (one writer at a time in SQLite)
+            cap = " WHERE (SELECT count(*) FROM enrich_jobs WHERE key_id = ? AND status = 'queued') < ?"
+            params += [key_id, max_queued]
         rows = self._q(
-            f"INSERT INTO enrich_jobs ({_COLS}, queued_ns) VALUES (?, ?, 'queued', ?, ?, ?, 0, 0, '{{}}', NULL,"
-            f" ?, 0, NULL, 0, ?, NULL, NULL, ?, ?) RETURNING {_COLS}",
-            (
-                job_id or new_job_id(),
-                key_id,
-                orjson.dumps(options).decode(),
-                orjson.dumps(columns).decode(),
-                rows_total,
-                credits,
-                now,
-                now,
-                time.time_ns(),
-            ),
+            f"INSERT INTO enrich_jobs ({_COLS}, queued_ns) SELECT ?, ?, 'queued', ?, ?, ?, 0, 0, '{{}}', NULL,"
+            f" ?, 0, NULL, 0, ?, NULL, NULL, ?, ?{cap} RETURNING {_COLS}",
+            params,
         )
-        return _job(rows[0])
+        return _job(rows[0]) if rows else None
+
+    def counts_of(self, key_id: int) -> KeyJobs:
+        """How many jobs the key has queued and running."""
+        rows = self._q(
+            "SELECT status, count(*) FROM enrich_jobs WHERE key_id = ? AND status IN ('queued', 'running')"
+            " GROUP BY status",
+            (key_id,),
+        )
+        got = {str(r[0]): int(r[1]) for r in rows}
+        return KeyJobs(queued=got.get("queued", 0), running=got.get("running", 0))
 
     def get(self, job_id: str, key_id: int | None = None) -> Job | None:
         sql = f"SELECT {_COLS} FROM enrich_jobs WHERE id = ?"
@@ -192,17 +236,44 @@ class JobsDb:
         return [_job(r) for r in rows]
 
     # -- running -----------------------------------------------------------------------------------
-    def claim(self, owner: str, lease_s: float) -> Job | None:
-        """The oldest queued job, or a running one whose lease ran out, now leased to ``owner``."""
+    def claim(self, owner: str, lease_s: float, max_running: int = 0) -> Job | None:
+        """A queued job (or a running one whose lease ran out), now leased to ``owner``: the oldest
+        free job of the key with the fewest live running jobs, then of the key served longest ago;
+        keys already running ``max_running`` jobs are passed over (0: no cap)."""
         now = now_ms()
         free = "(status = 'queued' OR (status = 'running' AND lease_until <= ?))"
+        jfree = "(j.status = 'queued' OR (j.status = 'running' AND j.lease_until <= ?))"
+        # Per key with free jobs: its live running jobs and when it was last served.
+        pick = (
+            "SELECT j.id FROM enrich_jobs j JOIN ("
+            f"  SELECT f.key_id, coalesce(r.n, 0) AS running, coalesce(c.last_ns, 0) AS last_ns"
+            f"  FROM (SELECT DISTINCT key_id FROM enrich_jobs WHERE {free}) f"
+            "   LEFT JOIN (SELECT key_id, count(*) AS n FROM enrich_jobs"
+            "              WHERE status = 'running' AND lease_until > ? GROUP BY key_id) r ON r.key_id = f.key_id"
+            "   LEFT JOIN (SELECT key_id, max(claimed_ns) AS last_ns FROM enrich_jobs GROUP BY key_id) c"
+            "              ON c.key_id = f.key_id"
+            f" ) k ON k.key_id = j.key_id WHERE {jfree}"
+            + (" AND k.running < ?" if max_running > 0 else "")
+            + " ORDER BY k.running, k.last_ns, j.queued_ns, j.id LIMIT 1"
+        )
+        params: list[Any] = [
+            owner,
+            now + int(lease_s * 1000),
+            time.time_ns(),
+            utcnow(),
+            utcnow(),
+            now,
+            now,
+            now,
+        ]
+        if max_running > 0:
+            params.append(max_running)
         rows = self._q(
-            f"UPDATE enrich_jobs SET status = 'running', lease_owner = ?, lease_until = ?,"
+            f"UPDATE enrich_jobs SET status = 'running', lease_owner = ?, lease_until = ?, claimed_ns = ?,"
             f" attempts = attempts + 1, started_at = ?, updated_at = ?, rows_done = 0, rows_per_s = 0,"
             f" counts = '{{}}', error = NULL"
-            f" WHERE id = (SELECT id FROM enrich_jobs WHERE {free} ORDER BY queued_ns, id LIMIT 1)"
-            f" AND {free} RETURNING {_COLS}",
-            (owner, now + int(lease_s * 1000), utcnow(), utcnow(), now, now),
+            f" WHERE id = ({pick}) AND {free} RETURNING {_COLS}",
+            [*params, now],
         )
         return _job(rows[0]) if rows else None
 
@@ -252,6 +323,23 @@ class JobsDb:
             f"UPDATE enrich_jobs SET {', '.join(sets)} WHERE id = ? AND lease_owner = ?"
             " AND status = 'running' RETURNING id",
             [*params, job_id, owner],
+        )
+        return bool(rows)
+
+    def finished_before(self, cutoff: str, limit: int = 1000) -> list[Job]:
+        """Succeeded or failed jobs that finished before ``cutoff`` (an ISO time, as ``utcnow``)."""
+        rows = self._q(
+            f"SELECT {_COLS} FROM enrich_jobs WHERE status IN ('succeeded', 'failed') AND finished_at < ?"
+            " ORDER BY finished_at, id LIMIT ?",
+            (cutoff, limit),
+        )
+        return [_job(r) for r in rows]
+
+    def delete(self, job_id: str) -> bool:
+        """Forget a finished job (its files are the caller's to delete first)."""
+        rows = self._q(
+            "DELETE FROM enrich_jobs WHERE id = ? AND status IN ('succeeded', 'failed') RETURNING id",
+            (job_id,),
         )
         return bool(rows)
 

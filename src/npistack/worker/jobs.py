@@ -10,7 +10,11 @@ this server's restart or another process, runs it again from the start. A child 
 stops by itself at the next batch.
 
 Files of a job live in ``JOBS_DIR/<job id>/``: ``input.csv`` (the upload), then ``result.csv``,
-``review.csv`` and ``errors.csv`` (renamed into place only when complete) and ``log.txt``.
+``review.csv`` and ``errors.csv`` (renamed into place only when complete) and ``log.txt``. They are
+customers' data: the folders are created 0700 and the files 0600 (the child runs under umask 077).
+
+The child gets the store URL, which may hold a password, in its environment
+(``NPISTACK_DATABASE_URL``), never on its command line, where ``ps`` would show it to every user.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 from npistack.errors import NpistackError
 from npistack.storage.jobs import Job, JobsDb
@@ -38,6 +43,8 @@ log = logging.getLogger("npistack.jobs")
 INPUT, RESULT, REVIEW, ERRORS, LOG = "input.csv", "result.csv", "review.csv", "errors.csv", "log.txt"
 LEASE_S = 30.0
 MAX_ATTEMPTS = 3
+STORE_URL_ENV = "NPISTACK_DATABASE_URL"  # how the child learns the store URL (not argv: ps shows it)
+DIR_MODE, FILE_MODE = 0o700, 0o600
 
 
 @dataclass(frozen=True)
@@ -48,10 +55,34 @@ class JobsConfig:
     nucc_csv: str = ""
     lease_s: float = LEASE_S
     poll_s: float = 1.0
+    max_running_per_key: int = 0  # 0: no cap
 
 
 def job_dir(jobs_dir: Path, job_id: str) -> Path:
     return jobs_dir / job_id
+
+
+def private_dir(path: Path) -> Path:
+    """``path`` created if missing, readable by its owner only (0700, also when it existed)."""
+    path.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
+    if path.stat().st_mode & 0o777 != DIR_MODE:
+        path.chmod(DIR_MODE)
+    return path
+
+
+def open_private(path: Path, mode: str = "wb") -> IO[bytes]:
+    """A file opened for writing (``wb``) or appending (``ab``), created 0600."""
+    flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if mode == "ab" else os.O_TRUNC)
+    return os.fdopen(os.open(path, flags, FILE_MODE), mode)
+
+
+def child_command(job_id: str, owner: str, cfg: JobsConfig) -> tuple[list[str], dict[str, str]]:
+    """The child's argv and environment: no secret in the argv."""
+    env = {**os.environ, "NPISTACK_NUCC_CSV": cfg.nucc_csv, STORE_URL_ENV: cfg.store_url}
+    args = [sys.executable, "-m", "npistack.worker.jobs", job_id, "--owner", owner]
+    args += ["--jobs-dir", str(cfg.jobs_dir)]
+    args += ["--workers", str(cfg.workers), "--lease-s", str(cfg.lease_s)]
+    return args, env
 
 
 class JobRunner:
@@ -88,7 +119,7 @@ class JobRunner:
         assert self._db is not None
         while not self._stop.is_set():
             try:
-                job = self._db.claim(self.owner, self.config.lease_s)
+                job = self._db.claim(self.owner, self.config.lease_s, self.config.max_running_per_key)
                 if job is not None:
                     self._run(self._db, job)
                     after = self._db.get(job.id)
@@ -109,11 +140,8 @@ class JobRunner:
         if not (folder / INPUT).is_file():
             db.finish(job.id, self.owner, status="failed", error="the uploaded file is gone")
             return
-        env = {**os.environ, "NPISTACK_NUCC_CSV": cfg.nucc_csv}
-        args = [sys.executable, "-m", "npistack.worker.jobs", job.id, "--owner", self.owner]
-        args += ["--store-url", cfg.store_url, "--jobs-dir", str(cfg.jobs_dir)]
-        args += ["--workers", str(cfg.workers), "--lease-s", str(cfg.lease_s)]
-        with (folder / LOG).open("ab") as logf:
+        args, env = child_command(job.id, self.owner, cfg)
+        with open_private(folder / LOG, "ab") as logf:
             proc = subprocess.Popen(args, env=env, stdin=subprocess.DEVNULL, stdout=logf, stderr=logf)
         rc: int | None = None
         while rc is None:
@@ -225,18 +253,26 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("job_id")
     p.add_argument("--owner", required=True)
-    p.add_argument("--store-url", required=True)
+    p.add_argument(
+        "--store-url",
+        default=None,
+        help=f"The store URL (default: ${STORE_URL_ENV}; prefer it: a command line is visible to every user).",
+    )
     p.add_argument("--jobs-dir", required=True, type=Path)
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--lease-s", type=float, default=LEASE_S)
     a = p.parse_args(argv)
+    store_url = a.store_url or os.environ.get(STORE_URL_ENV, "")
+    if not store_url:
+        p.error(f"no store URL: set {STORE_URL_ENV} (or pass --store-url)")
+    os.umask(0o077)  # every file the job writes (results, review, errors) is its owner's only
     # A runner stopping its server terminates us: unwind (the partial files are removed).
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     with contextlib.suppress(KeyboardInterrupt):
         return run_job(
             a.job_id,
             a.owner,
-            store_url=a.store_url,
+            store_url=store_url,
             jobs_dir=a.jobs_dir,
             workers=a.workers,
             lease_s=a.lease_s,

@@ -11,6 +11,12 @@ Metering: one credit per data row of the upload (readable or not), reserved when
 accepted (all or nothing: 403 ``quota_exceeded`` if fewer credits are left), given back if the job
 fails. Polling and downloads cost nothing but count against the requests per minute.
 
+Nothing of an upload is read before it may be accepted: the key (401), its plan, a month with
+credits left (403) and the key's queue (429 ``too_many_jobs`` past
+``NPISTACK_JOBS_MAX_QUEUED_PER_KEY``) are checked first, then a ``Content-Length`` past
+``NPISTACK_JOBS_MAX_UPLOAD_BYTES`` is 413 ``upload_too_large`` at once (and so is a body passing it
+while it streams). The upload is written 0600 in 0700 folders.
+
 Jobs run in ``npistack.worker.jobs`` (a runner thread per server process, started and stopped by
 this router's lifespan); their records live in the API's state database, so they survive restarts.
 """
@@ -32,9 +38,10 @@ from fastapi.responses import FileResponse, Response
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
-from npistack.api.app import app_state
+from npistack.api.app import ApiState, app_state
+from npistack.api.body import declared_length
 from npistack.api.errors import ApiError, json_response, request_id
-from npistack.api.metering import admit, refund
+from npistack.api.metering import Caller, admit, authenticate_client, refund, reserve
 from npistack.api.schemas import error_responses
 from npistack.services.csv_columns import FIELDS, parse_overrides
 from npistack.services.csv_input import EnrichError
@@ -42,7 +49,17 @@ from npistack.services.enrich_csv import inspect_csv
 from npistack.services.enrich_match import STATUSES
 from npistack.settings import Settings
 from npistack.storage.jobs import Job, JobsDb, new_job_id
-from npistack.worker.jobs import ERRORS, INPUT, RESULT, REVIEW, JobRunner, JobsConfig, job_dir
+from npistack.worker.jobs import (
+    ERRORS,
+    INPUT,
+    RESULT,
+    REVIEW,
+    JobRunner,
+    JobsConfig,
+    job_dir,
+    open_private,
+    private_dir,
+)
 
 log = logging.getLogger("npistack.api")
 PREFIX = "/api/v1/jobs"
@@ -83,6 +100,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         jobs_dir=jobs_dir_of(st.settings, url),
         workers=st.settings.jobs_workers,
         nucc_csv=st.settings.nucc_csv,
+        max_running_per_key=st.settings.jobs_max_running_per_key,
     )
     db = JobsDb(url)
     runner = None
@@ -222,6 +240,8 @@ async def create_enrich_job(
 ) -> Response:
     st = app_state(request.app)
     js = jobs_state(request.app)
+    # Nothing of the body is read before the key, its plan, its credits and its job caps say yes.
+    caller = authenticate_client(st, request)
     try:
         overrides = parse_overrides(column or [])
     except EnrichError as e:
@@ -234,21 +254,22 @@ async def create_enrich_job(
             "curl --data-binary @file.csv -H 'Content-Type: text/csv'.",
         )
     limit = st.settings.jobs_max_upload_bytes
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        raise ApiError("upload_too_large", f"The upload is larger than {limit:,} bytes.")
+    declared = declared_length(request)
+    if declared is not None and declared > limit:
+        raise _too_large(limit)
+    await run_in_threadpool(_admissible, st, js, caller)
     uploads = js.config.jobs_dir / ".uploads"
     job_id = new_job_id()
     tmp = uploads / f"{job_id}.csv"
     folder = job_dir(js.config.jobs_dir, job_id)
     try:
-        await run_in_threadpool(uploads.mkdir, parents=True, exist_ok=True)
+        await run_in_threadpool(private_dir, uploads)
         size = 0
-        with tmp.open("wb") as fh:
+        with open_private(tmp) as fh:
             async for chunk in request.stream():
                 size += len(chunk)
                 if size > limit:
-                    raise ApiError("upload_too_large", f"The upload is larger than {limit:,} bytes.")
+                    raise _too_large(limit)
                 fh.write(chunk)
         if size == 0:
             raise ApiError("invalid_csv", "The body is empty: send the CSV file as the request body.")
@@ -258,9 +279,9 @@ async def create_enrich_job(
             raise ApiError("invalid_csv", f"The CSV cannot be used: {e}.") from None
         if info.rows == 0:
             raise ApiError("invalid_csv", "The CSV has a header but no data rows.")
-        adm = admit(st, request, units=info.rows)
+        adm = reserve(st, caller, units=info.rows)
         try:
-            folder.mkdir(parents=True)
+            private_dir(folder)
             os.replace(tmp, folder / INPUT)
             options = {"columns": overrides, "threshold": threshold}
             job = js.db.create(
@@ -270,7 +291,10 @@ async def create_enrich_job(
                 columns=info.columns.as_dict(),
                 rows_total=info.rows,
                 credits=info.rows,
+                max_queued=st.settings.jobs_max_queued_per_key,
             )
+            if job is None:  # another upload of the key took the last place meanwhile
+                raise _too_many(st.settings.jobs_max_queued_per_key, adm.headers())
         except BaseException:
             refund(st, adm, info.rows)
             shutil.rmtree(folder, ignore_errors=True)
@@ -281,6 +305,36 @@ async def create_enrich_job(
         js.runner.wake()
     body = {"data": job_dict(job), "meta": {"requestId": request_id(request)}}
     return json_response(body, 202, {**adm.headers(), "Location": f"{PREFIX}/{job.id}"})
+
+
+def _too_large(limit: int) -> ApiError:
+    return ApiError(
+        "upload_too_large", f"The upload is larger than {limit:,} bytes.", headers={"Connection": "close"}
+    )
+
+
+def _too_many(cap: int, headers: dict[str, str] | None = None) -> ApiError:
+    return ApiError(
+        "too_many_jobs",
+        f"This key already has {cap:,} enrichment jobs queued (NPISTACK_JOBS_MAX_QUEUED_PER_KEY); "
+        "upload again when some have finished.",
+        headers={**(headers or {}), "Retry-After": "30"},
+    )
+
+
+def _admissible(st: ApiState, js: JobsState, caller: Caller) -> None:
+    """Before the body: 403 for an inactive key or a month with no credit left, 429 for a key with
+    its queue full (without counting the request: a refused upload costs nothing)."""
+    if caller.key.status != "active":
+        raise ApiError("subscription_inactive")
+    limit = caller.plan.monthly_credits
+    if st.meter.used(caller.key.id, st.now()) >= limit:
+        raise ApiError(
+            "quota_exceeded", f"No credit left this month (the plan has {limit:,}); a job needs one a row."
+        )
+    cap = st.settings.jobs_max_queued_per_key
+    if cap > 0 and js.db.counts_of(caller.key.id).queued >= cap:
+        raise _too_many(cap)
 
 
 def _job_of(request: Request, job_id: str) -> tuple[Job, dict[str, str]]:
