@@ -82,6 +82,16 @@ class Settings(BaseSettings):
             "Empty keeps the counters in the database (exact too, but slower under load)."
         ),
     )
+    redis_timeout_s: float = Field(
+        default=0.25,
+        gt=0,
+        le=30,
+        description=(
+            "Seconds every Redis call (connect, then each command) may take. A Redis that is down or slower "
+            "makes metered requests answer 503 service_unavailable with Retry-After (never wait longer), "
+            "and opens a short circuit breaker so a hung Redis costs one timeout per interval."
+        ),
+    )
     api_host: str = Field(default="127.0.0.1", description="Address `npistack serve` listens on.")
     api_port: int = Field(default=8000, ge=1, le=65535, description="Port `npistack serve` listens on.")
     api_workers: int = Field(

@@ -11,19 +11,30 @@
   the first of each month (UTC). Rate limits use fixed one-minute windows (UTC): ``X-RateLimit-Reset``
   is the end of the current window.
 - Counters are exact with any number of server processes: in Redis (one Lua script per request)
-  when ``NPISTACK_REDIS_URL`` is set, otherwise in the accounts database (one transaction).
+  when ``NPISTACK_REDIS_URL`` is set, otherwise in the accounts database (one transaction). Either
+  way the accounts database is the durable record of credits and usage: Redis is the fast path,
+  written through to it and seeded from it (``RedisMeter``). A Redis that is down or hung makes the
+  meter raise ``Unavailable`` (503 with ``Retry-After``), bounded by ``NPISTACK_REDIS_TIMEOUT_S``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import logging
 import secrets
+import threading
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
-from npistack.errors import NpistackError
+from npistack.errors import NpistackError, StoreError, Unavailable
+from npistack.settings import get_settings
 from npistack.storage.accounts import AccountsDb, ApiKey, Plan, Reservation
+from npistack.storage.meter_fastpath import RedisCounters, RedisReservation
+
+log = logging.getLogger("npistack.meter")
 
 KEY_PREFIX = "npk_"
 
@@ -159,92 +170,136 @@ class DbMeter:
         return self.db.usage(key_id, since)
 
 
-# KEYS: rate window, month credits, day hash. ARGV: rpm, active, limit, cost, units, partial.
-_RESERVE_LUA = """
-local rl = redis.call('INCR', KEYS[1])
-if rl == 1 then redis.call('EXPIRE', KEYS[1], 120) end
-local used = tonumber(redis.call('GET', KEYS[2]) or '0')
-if rl > tonumber(ARGV[1]) then return {rl, 0, used, 1} end
-if ARGV[2] ~= '1' then return {rl, 0, used, 2} end
-local limit, cost, units = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
-local affordable = units
-if cost > 0 then affordable = math.floor((limit - used) / cost) end
-if affordable < 0 then affordable = 0 end
-local granted = units
-if affordable < units then
-  if ARGV[6] == '1' then granted = affordable else granted = 0 end
-end
-if granted > 0 then
-  used = redis.call('INCRBY', KEYS[2], granted * cost)
-  redis.call('EXPIRE', KEYS[2], 3456000)
-end
-redis.call('HINCRBY', KEYS[3], 'requests', 1)
-redis.call('HINCRBY', KEYS[3], 'credits', granted * cost)
-redis.call('EXPIRE', KEYS[3], 34560000)
-return {rl, granted, used, 0}
-"""
+# Seconds a failing Redis is left alone before one request probes it again (the others answer 503
+# at once meanwhile): a hung Redis costs one timeout per interval, not one per request.
+REDIS_BREAKER_S = 2.0
+
+
+class _Breaker:
+    """Closed (calls go through), open (calls fail at once), then one probe after ``interval_s``."""
+
+    def __init__(self, interval_s: float) -> None:
+        self.interval_s = interval_s
+        self._lock = threading.Lock()
+        self._failing = False
+        self._open_until = 0.0
+
+    def check(self) -> None:
+        """Raise ``Unavailable`` while open; past the interval let exactly one caller probe."""
+        with self._lock:
+            now = time.monotonic()
+            if now < self._open_until:
+                raise Unavailable(
+                    "the usage meter (Redis) is unavailable; retry shortly", self._open_until - now
+                )
+            if self._failing:  # half open: this caller probes, the others wait out another interval
+                self._open_until = now + self.interval_s
+
+    def succeeded(self) -> None:
+        with self._lock:
+            if self._failing:
+                log.warning("the usage meter (Redis) answers again")
+            self._failing = False
+            self._open_until = 0.0
+
+    def failed(self, why: str) -> None:
+        with self._lock:
+            if not self._failing:
+                log.warning("%s; metered requests answer 503 until it answers again", why)
+            self._failing = True
+            self._open_until = time.monotonic() + self.interval_s
 
 
 class RedisMeter:
-    """Counters in Redis: one Lua script per request, so they are exact across processes."""
+    """Redis as the fast path, the accounts database as the durable record.
 
-    def __init__(self, url: str, namespace: str = "npistack") -> None:
+    One Lua script per request counts the minute window and reserves the credits in Redis, so
+    admission stays exact across processes. Each request that passes the window and is active is
+    then written through to the database (``record_usage``: its credits to the month, the request
+    and its credits to the day). A month counter absent from Redis is seeded from the database
+    first (in the same script, so concurrent seeders cannot double it): a Redis restarted without
+    persistence keeps a key at 100/100 refused. Usage history and ``used`` are read from the database.
+
+    Every Redis call is bounded (``timeout_s``, no retries) and goes through a circuit breaker; a
+    Redis that is down or hung raises ``Unavailable`` (the API's 503 with ``Retry-After``).
+    """
+
+    def __init__(
+        self, db: AccountsDb, url: str, *, namespace: str, timeout_s: float, breaker_s: float | None = None
+    ) -> None:
+        self.db = db
+        self.counters = RedisCounters(url, namespace=namespace, timeout_s=timeout_s)
+        self._breaker = _Breaker(REDIS_BREAKER_S if breaker_s is None else breaker_s)
+
+    def _redis(self, fn: Any, *args: Any, **kw: Any) -> Any:
+        self._breaker.check()
         try:
-            import redis
-        except ImportError:  # pragma: no cover - depends on the install
-            raise NpistackError(
-                "Redis counters need the redis package: pip install 'npistack[redis]'"
-            ) from None
-        self.r = redis.Redis.from_url(url)
-        self.ns = namespace
-        self._script = self.r.register_script(_RESERVE_LUA)
+            out = fn(*args, **kw)
+        except Unavailable as e:
+            self._breaker.failed(str(e))
+            raise Unavailable(str(e), self._breaker.interval_s) from None
+        self._breaker.succeeded()
+        return out
 
     def ping(self) -> None:
-        self.r.ping()
-
-    def _k(self, *parts: Any) -> str:
-        return ":".join((self.ns, *map(str, parts)))
+        self._redis(self.counters.ping)
 
     def reserve(
         self, key: ApiKey, plan: Plan, *, cost: int, units: int, partial: bool, now: datetime
     ) -> Reservation:
-        rl, granted, used, flag = self._script(
-            keys=[
-                self._k("rl", key.id, minute_window(now)),
-                self._k("credits", key.id, month_of(now)),
-                self._k("usage", key.id, day_of(now)),
-            ],
-            args=[
-                plan.requests_per_minute,
-                int(key.status == "active"),
-                plan.monthly_credits,
-                cost,
-                units,
-                int(partial),
-            ],
+        month, day = month_of(now), day_of(now)
+
+        def admit(seed: int | None) -> RedisReservation:
+            return self.counters.reserve(
+                key.id,
+                window=minute_window(now),
+                month=month,
+                rpm=plan.requests_per_minute,
+                active=key.status == "active",
+                limit=plan.monthly_credits,
+                cost=cost,
+                units=units,
+                partial=partial,
+                seed=seed,
+            )
+
+        res: RedisReservation = self._redis(admit, None)
+        if res.needs_seed:  # Redis lost (or never had) this month's counter: the database has it
+            res = self._redis(admit, self.db.used(key.id, month))
+        if not (res.rate_limited or res.inactive):
+            credits = res.granted * cost
+            try:
+                self.db.record_usage(key.id, month=month, day=day, requests=1, credits=credits)
+            except StoreError as e:
+                if credits:  # not recorded, so not admitted: give the credits back to Redis
+                    with contextlib.suppress(Unavailable):
+                        self._redis(self.counters.refund, key.id, month=month, credits=credits)
+                raise Unavailable(f"the usage meter cannot record the request: {e}", 5.0) from None
+        return Reservation(
+            res.rate_count,
+            res.granted,
+            res.credits_used,
+            rate_limited=res.rate_limited,
+            inactive=res.inactive,
         )
-        return Reservation(int(rl), int(granted), int(used), rate_limited=flag == 1, inactive=flag == 2)
 
     def refund(self, key: ApiKey, *, credits: int, now: datetime) -> int:
-        pipe = self.r.pipeline()
-        pipe.decrby(self._k("credits", key.id, month_of(now)), credits)
-        pipe.hincrby(self._k("usage", key.id, day_of(now)), "credits", -credits)
-        return int(pipe.execute()[0])
+        month = month_of(now)
+        used = self.db.refund(key.id, month=month, day=day_of(now), credits=credits)
+        try:
+            after = self._redis(self.counters.refund, key.id, month=month, credits=credits)
+        except Unavailable as e:
+            # The durable record has the refund; Redis's copy stays that much higher (the key is
+            # refused early by at most these credits) until the counter is next seeded.
+            log.warning("refund of %d credits to key %d not applied in Redis: %s", credits, key.id, e)
+            return used
+        return used if after is None else int(after)
 
     def used(self, key_id: int, now: datetime) -> int:
-        return int(self.r.get(self._k("credits", key_id, month_of(now))) or 0)
+        return self.db.used(key_id, month_of(now))
 
     def usage(self, key_id: int | None, since: str) -> list[tuple[int, str, int, int]]:
-        pattern = self._k("usage", key_id if key_id is not None else "*", "*")
-        rows = []
-        for raw in self.r.scan_iter(match=pattern, count=1000):
-            name = raw.decode() if isinstance(raw, bytes) else raw
-            _, _, kid, day = name.rsplit(":", 3)
-            if day < since:
-                continue
-            h = self.r.hgetall(name)
-            rows.append((int(kid), day, int(h.get(b"requests", 0)), int(h.get(b"credits", 0))))
-        return sorted(rows, key=lambda r: (r[1], -r[0]), reverse=True)
+        return self.db.usage(key_id, since)
 
 
 @dataclass(frozen=True)
@@ -279,8 +334,14 @@ def limits_of(plan: Plan, res: Reservation, now: datetime, used: int | None = No
     )
 
 
-def open_meter(db: AccountsDb, redis_url: str) -> Meter:
-    return RedisMeter(redis_url, namespace=f"npistack:{db.instance_id}") if redis_url else DbMeter(db)
+def open_meter(db: AccountsDb, redis_url: str, *, timeout_s: float | None = None) -> Meter:
+    """Redis counters (over the database's durable ones) with ``redis_url``, else database counters.
+    ``timeout_s`` bounds every Redis call (default: ``NPISTACK_REDIS_TIMEOUT_S``)."""
+    if not redis_url:
+        return DbMeter(db)
+    if timeout_s is None:
+        timeout_s = get_settings().redis_timeout_s
+    return RedisMeter(db, redis_url, namespace=f"npistack:{db.instance_id}", timeout_s=timeout_s)
 
 
 def usage_since(days: int, now: datetime | None = None) -> str:

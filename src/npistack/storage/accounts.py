@@ -7,8 +7,10 @@ moot there).
 
 Counters are exact with any number of server processes: a request's rate-limit hit, quota check
 and credit reservation happen in one transaction (``BEGIN IMMEDIATE`` on SQLite, ``SELECT ... FOR
-UPDATE`` on PostgreSQL). With Redis configured the counters live in Redis instead
-(``npistack.services.accounts.RedisMeter``); keys and plans always live here.
+UPDATE`` on PostgreSQL). With Redis configured the minute windows and a fast copy of the month
+credits live in Redis (``npistack.storage.meter_fastpath``), but this database stays the durable record:
+every admission is written through here (``record_usage``), the usage history is read from here, and
+a Redis counter that is absent is seeded from here. Keys and plans always live here.
 """
 
 from __future__ import annotations
@@ -239,7 +241,7 @@ class AccountsDb:
             if plan is not None:
                 self._q("UPDATE api_keys SET plan = ?, updated_at = ? WHERE id = ?", (plan, now, key_id))
 
-    # -- counters (used when no Redis is configured) -----------------------------------------------
+    # -- counters (the durable record; the whole meter without Redis) ------------------------------
     def reserve(
         self,
         key_id: int,
@@ -314,6 +316,23 @@ class AccountsDb:
                 (credits, key_id, month),
             )
         return int(rows[0][0]) if rows else 0
+
+    def record_usage(self, key_id: int, *, month: str, day: str, requests: int, credits: int) -> None:
+        """Add a request admitted elsewhere (Redis) to the durable counters: ``credits`` to the month,
+        ``requests`` and ``credits`` to the day (one short transaction, no lock held across requests)."""
+        with self._tx():
+            if credits:
+                self._q(
+                    "INSERT INTO usage_monthly (key_id, month, credits) VALUES (?, ?, ?)"
+                    " ON CONFLICT (key_id, month) DO UPDATE SET credits = usage_monthly.credits + excluded.credits",
+                    (key_id, month, credits),
+                )
+            self._q(
+                "INSERT INTO usage_daily (key_id, day, requests, credits) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT (key_id, day) DO UPDATE SET requests = usage_daily.requests + excluded.requests,"
+                " credits = usage_daily.credits + excluded.credits",
+                (key_id, day, requests, credits),
+            )
 
     def _used(self, key_id: int, month: str) -> int:
         rows = self._q("SELECT credits FROM usage_monthly WHERE key_id = ? AND month = ?", (key_id, month))
