@@ -196,15 +196,19 @@ def run_ingest(
                 done_rows = progress.tasks[task].fields["rows"] + rows
                 progress.update(task, advance=nbytes, rows=done_rows)
 
-            summary = ingest(
-                path,
-                store,
-                workers=workers or settings.ingest_workers,
-                nucc_csv=settings.nucc_csv or None,
-                block_bytes=settings.ingest_block_bytes,
-                force=force,
-                progress=on_progress,
-            )
+            try:
+                summary = ingest(
+                    path,
+                    store,
+                    workers=workers or settings.ingest_workers,
+                    nucc_csv=settings.nucc_csv or None,
+                    block_bytes=settings.ingest_block_bytes,
+                    force=force,
+                    progress=on_progress,
+                )
+            except BaseException:
+                progress.live.transient = True  # a refused load: its error line alone, no bar
+                raise
             for task in tasks.values():
                 progress.update(task, completed=progress.tasks[task].total)
     finally:
@@ -256,7 +260,8 @@ def ingest(
         bool,
         typer.Option(
             help="Load even if the same content is already current, a monthly file older than the data,"
-            " or a weekly bundle after missing weeks."
+            " a weekly bundle after missing weeks, or a monthly file that would remove or quarantine"
+            " more than NPISTACK_LOAD_MAX_REMOVED_SHARE / NPISTACK_LOAD_MAX_QUARANTINE_SHARE allow."
         ),
     ] = False,
 ) -> None:
@@ -565,6 +570,7 @@ def demo(
 
 from npistack import cli_api as _cli_api  # noqa: E402,F401  (registers serve, keys, plans)
 from npistack import cli_enrich as _cli_enrich  # noqa: E402,F401  (registers enrich)
+from npistack import cli_jobs as _cli_jobs  # noqa: E402,F401  (registers jobs purge)
 from npistack import cli_match as _cli_match  # noqa: E402,F401  (registers match, match-eval)
 from npistack import cli_sync as _cli_sync  # noqa: E402,F401  (registers sync)
 from npistack import cli_updates as _cli_updates  # noqa: E402,F401  (registers history, changes)

@@ -75,6 +75,34 @@ class Settings(BaseSettings):
         ),
     )
 
+    load_max_removed_share: float = Field(
+        default=0.05,
+        ge=0,
+        le=1,
+        description=(
+            "Largest share of the store's providers a monthly full file may remove (NPIs it no longer "
+            "holds); past it the load is refused, nothing changed, unless `ingest --force`. CMS keeps "
+            "deactivated NPIs in the monthly file, so a real one removes almost none."
+        ),
+    )
+    load_max_quarantine_share: float = Field(
+        default=0.01,
+        ge=0,
+        le=1,
+        description=(
+            "Largest share of a monthly full file's rows that may be quarantined when it replaces a store "
+            "that has providers; past it the load is refused, nothing changed, unless `ingest --force`."
+        ),
+    )
+    load_max_quarantine_rows: int = Field(
+        default=100_000,
+        ge=1,
+        description=(
+            "Most rows one load (monthly full file or weekly bundle) may quarantine; past it the load "
+            "stops with an error and the store is left as it was (even with --force)."
+        ),
+    )
+
     redis_url: str = Field(
         default="",
         description=(

@@ -69,6 +69,7 @@ from npistack.ingest.diff import strip_release
 from npistack.ingest.load import (
     INLINE_BELOW_BYTES,
     FileReport,
+    LoadLimits,
     LoadSummary,
     ProgressFn,
     _read_back,
@@ -209,10 +210,13 @@ def _transform(
     block_bytes: int,
     progress: ProgressFn | None,
     gather: _Gather,
+    quarantined: Callable[[int], None] | None = None,
 ) -> list[tuple[str, str, BlockResult]]:
     """Transform the files of ``reports``, in that order (worker processes), handing each block to
-    ``gather`` as it is sent and as it comes back."""
+    ``gather`` as it is sent and as it comes back; ``quarantined(n)`` is told the rows refused so
+    far after each block (it raises to stop)."""
     out: list[tuple[str, str, BlockResult]] = []
+    refused = 0
     t0 = time.perf_counter()
     with contextlib.ExitStack() as stack:
         files = []
@@ -228,6 +232,9 @@ def _transform(
             out.append((report.kind, report.name, res))
             report.rows_read += res.rows_read
             gather.block(report.kind, report.name, res, sides)
+            refused += res.rows_quarantined
+            if quarantined is not None:
+                quarantined(refused)
             if progress:
                 progress(report.kind, res.rows_read, size)
             report.seconds = round(time.perf_counter() - t0, 3)  # until its last block was back
@@ -277,9 +284,12 @@ def apply_weekly(
     block_bytes: int = 1 << 20,
     force: bool = False,
     progress: ProgressFn | None = None,
+    limits: LoadLimits | None = None,
 ) -> LoadSummary:
-    """Apply one weekly update bundle (see the module docstring for the rules)."""
+    """Apply one weekly update bundle (see the module docstring for the rules); it stops past
+    ``limits.max_quarantine_rows`` refused rows (the settings' unless given)."""
     t_start = time.perf_counter()
+    limits = limits or LoadLimits.from_settings()
     source = str(bundle.source)
     layouts = check_layouts(bundle)
     release = bundle.release_date.isoformat() if bundle.release_date else None
@@ -316,7 +326,17 @@ def apply_weekly(
     try:
         with store.mapped_reads(), store.write_behind(), _gc_paused():
             outcome, timings, held = _apply_weekly(
-                store, bundle, load_id, release, layouts, reports, workers, nucc_csv, block_bytes, progress
+                store,
+                bundle,
+                load_id,
+                release,
+                layouts,
+                reports,
+                workers,
+                nucc_csv,
+                block_bytes,
+                progress,
+                lambda n: limits.check_quarantine_rows(source, n),
             )
             store.set_meta("data_release", release)
             store.mark_applied(
@@ -369,6 +389,7 @@ def _apply_weekly(
     nucc_csv: str | None,
     block_bytes: int,
     progress: ProgressFn | None,
+    quarantined: Callable[[int], None] | None = None,
 ) -> tuple[str, dict[str, float], list[Any]]:
     """Transform, decide and write a weekly bundle in the store's open transaction (the caller
     commits; the third value holds what the load kept in memory, see ``_commit_freeing``). The
@@ -410,7 +431,9 @@ def _apply_weekly(
             store, workers_read=runner.pool is not None and store.dialect == "sqlite", decided=record_block
         )
         try:
-            results = _transform(bundle, layouts, order, ctx, runner, block_bytes, report_progress, gather)
+            results = _transform(
+                bundle, layouts, order, ctx, runner, block_bytes, report_progress, gather, quarantined
+            )
         finally:
             runner.close()
         if progress is not None:
@@ -623,17 +646,26 @@ def content_keys(store: SqlStore, prefix: str = "") -> dict[int, bytes]:
     return keys
 
 
-def reconcile_full(store: SqlStore, load_id: int, release: str | None) -> dict[str, Any]:
+def reconcile_full(
+    store: SqlStore,
+    load_id: int,
+    release: str | None,
+    *,
+    guard: Callable[[int, int], None] | None = None,
+) -> dict[str, Any]:
     """The changes a new monthly full file (staged, not yet swapped in) makes to the live data.
 
     Runs inside the swap transaction (``finish_load(before_swap=...)``): the versions, changes and
     webhook deliveries it records commit with the swap. NPIs the new file no longer has are
-    ``removed``.
+    ``removed``. ``guard(providers in the store, providers removed)`` runs before anything is
+    recorded; what it raises rolls the swap back (``load.LoadLimits.check_full_load``).
     """
     old_keys = content_keys(store)
     new_keys = content_keys(store, "stage_")
     changed = sorted(n for n, k in new_keys.items() if old_keys.get(n) != k)
     gone = sorted(n for n in old_keys if n not in new_keys)
+    if guard is not None:
+        guard(len(old_keys), len(gone))
     del old_keys, new_keys
     old = read_stored(store, changed + gone)
     incoming: list[Incoming] = []

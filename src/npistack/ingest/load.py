@@ -74,6 +74,72 @@ class LoadSummary:
         return sum(f.rows_quarantined for f in self.files)
 
 
+@dataclass(frozen=True)
+class LoadLimits:
+    """What one load may do before it is refused or stopped (docs/ingest.md, "Guards").
+
+    ``max_removed_share`` and ``max_quarantine_share``: a monthly full file replacing a store that
+    has providers is refused (nothing changed) when it would remove more than this share of them, or
+    when more than this share of its rows is quarantined, unless forced (``check_full_load``).
+    ``max_quarantine_rows``: a load that quarantines more rows than this is stopped, forced or not.
+    """
+
+    max_removed_share: float = 0.05
+    max_quarantine_share: float = 0.01
+    max_quarantine_rows: int = 100_000
+
+    @classmethod
+    def from_settings(cls) -> LoadLimits:
+        from npistack.settings import get_settings
+
+        s = get_settings()
+        return cls(
+            max_removed_share=s.load_max_removed_share,
+            max_quarantine_share=s.load_max_quarantine_share,
+            max_quarantine_rows=s.load_max_quarantine_rows,
+        )
+
+    def check_quarantine_rows(self, source: str, quarantined: int) -> None:
+        """Stop a load that has quarantined more than ``max_quarantine_rows`` rows (LoadError)."""
+        if quarantined > self.max_quarantine_rows:
+            raise LoadError(
+                f"{source}: more than {self.max_quarantine_rows:,} rows quarantined"
+                " (NPISTACK_LOAD_MAX_QUARANTINE_ROWS); the load was stopped and nothing was changed"
+                " (is this really an NPPES file?)"
+            )
+
+    def check_full_load(
+        self, source: str, *, providers: int, removed: int, rows_read: int, rows_quarantined: int
+    ) -> None:
+        """Refuse (LoadError, one line) a full load over a store holding ``providers`` providers
+        that would remove ``removed`` of them, or quarantine ``rows_quarantined`` of its
+        ``rows_read`` rows, past this guard's shares. A store without providers is never refused."""
+        if providers <= 0:
+            return
+        why: list[str] = []
+        if removed / providers > self.max_removed_share:
+            why.append(
+                f"it would remove {removed:,} of the store's {providers:,} providers"
+                f" ({_pct(removed / providers)}; NPISTACK_LOAD_MAX_REMOVED_SHARE allows"
+                f" {_pct(self.max_removed_share)})"
+            )
+        if rows_read and rows_quarantined / rows_read > self.max_quarantine_share:
+            why.append(
+                f"{rows_quarantined:,} of its {rows_read:,} rows were quarantined"
+                f" ({_pct(rows_quarantined / rows_read)}; NPISTACK_LOAD_MAX_QUARANTINE_SHARE allows"
+                f" {_pct(self.max_quarantine_share)})"
+            )
+        if why:
+            raise LoadError(
+                f"{source}: refused this monthly file: {' and '.join(why)}; nothing was changed;"
+                " use --force to load it anyway"
+            )
+
+
+def _pct(share: float) -> str:
+    return f"{share * 100:.{0 if share * 100 == int(share * 100) else 2}f}%"
+
+
 # -- worker side -------------------------------------------------------------------------------
 
 
@@ -266,17 +332,22 @@ def ingest(
     block_bytes: int = 1 << 20,
     force: bool = False,
     progress: ProgressFn | None = None,
+    limits: LoadLimits | None = None,
 ) -> LoadSummary:
     """Load what ``path`` holds into ``store``, atomically: a monthly full replacement bundle (zip,
     folder or CSV), a weekly update bundle, or a deactivation report (``npistack.ingest.apply``).
 
     A full bundle loaded into a store that has data is reconciled with it: the changes it makes are
-    recorded (history, change feed, webhook outbox) in the same transaction as the swap.
+    recorded (history, change feed, webhook outbox) in the same transaction as the swap. Before
+    that, it is refused when it would remove or quarantine too much (``LoadLimits.check_full_load``,
+    skipped with ``force``); any load stops past ``limits.max_quarantine_rows`` quarantined rows.
+    ``limits``: the settings' (``LoadLimits.from_settings``) unless given.
     """
     from npistack.ingest import apply
     from npistack.nppes.deactivation import is_deactivation_report
 
     t_start = time.perf_counter()
+    limits = limits or LoadLimits.from_settings()
     if is_deactivation_report(Path(path)):
         return apply.apply_deactivations(Path(path), store, progress=progress)
     bundle = open_bundle(path)
@@ -291,6 +362,7 @@ def ingest(
             block_bytes=block_bytes,
             force=force,
             progress=progress,
+            limits=limits,
         )
     if "npidata" not in bundle.files:
         raise LoadError(f"{bundle.source}: a full load needs the npidata_pfile data file")
@@ -354,17 +426,35 @@ def ingest(
                     report.rows_read += written.rows_read
                     report.rows_loaded += written.rows_loaded
                     report.rows_quarantined += written.rows_quarantined
+                    limits.check_quarantine_rows(
+                        str(bundle.source), sum(r.rows_quarantined for r in reports)
+                    )
                     if progress:
                         progress(kind, written.rows_read, size)
             if deferred:
                 store.add_quarantine(load_id, df.name, _read_back(df, deferred))
             report.seconds = round(time.perf_counter() - t0, 3)
             timings[f"{kind}_s"] = report.seconds
+
+        def guard(providers: int, removed: int) -> None:
+            # Inside the swap transaction, before any change or webhook delivery is recorded: a
+            # refusal rolls it back, the old data keeps serving.
+            if not force:
+                limits.check_full_load(
+                    str(bundle.source),
+                    providers=providers,
+                    removed=removed,
+                    rows_read=sum(r.rows_read for r in reports),
+                    rows_quarantined=sum(r.rows_quarantined for r in reports),
+                )
+
         outcome = store.finish_load(
             load_id,
             [r.as_dict() for r in reports],
             timings,
-            before_swap=(lambda: apply.reconcile_full(store, load_id, release)) if reconcile else None,
+            before_swap=(lambda: apply.reconcile_full(store, load_id, release, guard=guard))
+            if reconcile
+            else None,
             release_date=release,
         )
     except BaseException as e:
