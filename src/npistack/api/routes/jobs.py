@@ -30,7 +30,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, FastAPI, Query, Request
@@ -54,9 +53,11 @@ from npistack.worker.jobs import (
     INPUT,
     RESULT,
     REVIEW,
+    UPLOADS,
     JobRunner,
     JobsConfig,
     job_dir,
+    jobs_dir_of,
     open_private,
     private_dir,
 )
@@ -64,19 +65,6 @@ from npistack.worker.jobs import (
 log = logging.getLogger("npistack.api")
 PREFIX = "/api/v1/jobs"
 FILES = {"result": (RESULT, ""), "review": (REVIEW, ".review"), "errors": (ERRORS, ".errors")}
-
-
-def jobs_dir_of(settings: Settings, store_url: str) -> Path:
-    """``NPISTACK_JOBS_DIR``, else a folder beside a SQLite store (``npistack.jobs``), else DATA_DIR/jobs."""
-    if settings.jobs_dir:
-        return Path(settings.jobs_dir)
-    from npistack.storage.accounts import accounts_target
-
-    dialect, target = accounts_target(store_url)
-    if dialect == "sqlite":
-        accounts = Path(target)  # npistack.accounts.db -> npistack.jobs
-        return accounts.with_name(accounts.name.split(".accounts", 1)[0] + ".jobs")
-    return settings.data_dir / "jobs"
 
 
 @dataclass
@@ -101,6 +89,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         workers=st.settings.jobs_workers,
         nucc_csv=st.settings.nucc_csv,
         max_running_per_key=st.settings.jobs_max_running_per_key,
+        retention_days=st.settings.jobs_retention_days,
     )
     db = JobsDb(url)
     runner = None
@@ -258,7 +247,7 @@ async def create_enrich_job(
     if declared is not None and declared > limit:
         raise _too_large(limit)
     await run_in_threadpool(_admissible, st, js, caller)
-    uploads = js.config.jobs_dir / ".uploads"
+    uploads = js.config.jobs_dir / UPLOADS
     job_id = new_job_id()
     tmp = uploads / f"{job_id}.csv"
     folder = job_dir(js.config.jobs_dir, job_id)
