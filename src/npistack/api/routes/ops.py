@@ -80,8 +80,8 @@ async def readyz(request: Request) -> Response:
         checks["accounts"] = f"error: {e}"
     ping = getattr(st.meter, "ping", None)
     if ping is not None:
-        try:
-            ping()
+        try:  # bounded by NPISTACK_REDIS_TIMEOUT_S, and off the event loop (a hung Redis holds no one)
+            await asyncio.to_thread(ping)
             checks["redis"] = "ok"
         except Exception as e:
             checks["redis"] = f"error: {e}"
