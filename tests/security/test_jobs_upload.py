@@ -221,3 +221,31 @@ def test_an_enrichment_reports_the_over_long_row_in_errors_csv(
         bad = list(csv.reader(fh))
     assert len(bad) == 2, bad  # its header and the one row
     assert "5,242,882 bytes long" in ",".join(bad[1]) and "NPISTACK_CSV_MAX_LINE_BYTES" in ",".join(bad[1])
+
+
+def test_an_over_long_header_field_is_400_with_the_reason_never_a_500(server: Server) -> None:
+    r = httpx.post(
+        f"{server.base}{PATH}",
+        content=b"NPI," + b"H" * 200_000 + b"\n1,a\n",  # also past csv's own 131,072 field limit
+        headers={"Authorization": f"Bearer {server.key}", "Content-Type": "text/csv"},
+        timeout=30,
+    )
+    assert (r.status_code, r.json()["error"]["code"]) == (400, "invalid_csv"), r.text
+    message = r.json()["error"]["message"]
+    assert "NPISTACK_CSV_MAX_FIELD_CHARS" in message and "header" in message
+
+
+def test_an_upload_with_an_over_long_row_is_accepted_and_counts_it(tmp_path: Path) -> None:
+    url = sample_store(tmp_path / "store.db")
+    key = make_key(url)
+    body = f"NPI,Name\n{ACTIVE_NPI},a\n2,".encode() + b"x" * (3 * MIB) + b"\n3,c\n"
+    with app_server(create_app(settings(url, jobs_runner=False, jobs_dir=str(tmp_path / "jobs")))) as base:
+        headers = {"Authorization": f"Bearer {key}", "Content-Type": "text/csv"}
+        r = httpx.post(f"{base}{PATH}", content=body, headers=headers, timeout=30)
+        assert r.status_code == 202, r.text
+        assert r.json()["data"]["rows"]["total"] == 3 and r.json()["data"]["credits"] == 3
+        r = httpx.post(
+            f"{base}{PATH}", content=b"NPI," + b"H" * (2 * MIB) + b"\n1\n", headers=headers, timeout=30
+        )
+        assert (r.status_code, r.json()["error"]["code"]) == (400, "invalid_csv"), r.text
+        assert "NPISTACK_CSV_MAX_LINE_BYTES" in r.json()["error"]["message"]

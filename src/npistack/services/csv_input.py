@@ -28,6 +28,7 @@ MAX_RECORD_LINES = 1000  # a quoted field still open after this many lines is ta
 DELIMITERS = (",", ";", "\t", "|")
 READ_BYTES = 1 << 20
 KEEP_CHARS = 2000  # of a row that cannot be read, the text kept for errors.csv
+SNIFF_LINE_CHARS = 65536  # of each sample line, what delimiter sniffing looks at
 
 
 @dataclass(frozen=True)
@@ -99,8 +100,12 @@ def _mostly_utf8(data: bytes) -> bool:
 
 def _sniff_delimiter(lines: list[str]) -> str:
     best, best_score = ",", (0, 0)
+    lines = [ln[:SNIFF_LINE_CHARS] for ln in lines]  # a huge first line never trips csv's field limit
     for d in DELIMITERS:
-        counts = [len(r) for r in csv.reader(lines, delimiter=d)]
+        try:
+            counts = [len(r) for r in csv.reader(lines, delimiter=d)]
+        except csv.Error:
+            continue
         if not counts or counts[0] < 2:
             continue
         consistent = sum(1 for c in counts if c == counts[0]) / len(counts)
@@ -349,4 +354,6 @@ def open_records(fh: IO[bytes], fmt: CsvFormat, limits: CsvLimits | None = None)
     header = next(records, None)
     if header is None:
         raise EnrichError("the file has no header line")
+    if header.error and ("NPISTACK_CSV_MAX_" in header.error or "field limit" in header.error):
+        raise EnrichError(f"the header (line {header.line}) cannot be used: {header.error}")
     return records, header
