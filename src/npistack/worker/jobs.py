@@ -139,7 +139,11 @@ def _remove(path: Path) -> int:
         return 0
     n = _size(path)
     if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path)
+        try:
+            shutil.rmtree(path)
+        except FileNotFoundError:  # another server's purge took part of it meanwhile
+            if path.exists():
+                shutil.rmtree(path)
     else:
         path.unlink(missing_ok=True)
     return n
