@@ -179,11 +179,12 @@ def run_ingest(
     from npistack.nppes.reader import open_bundle
 
     settings = _settings()
+    # The input first: a path that is not there or not a bundle creates no store.
+    sizes: dict[str, int] = (
+        {} if is_deactivation_report(path) else {k: f.size for k, f in open_bundle(path).files.items()}
+    )
     store = _store(database_url)
     try:
-        sizes: dict[str, int] = (
-            {} if is_deactivation_report(path) else {k: f.size for k, f in open_bundle(path).files.items()}
-        )
         with _progress() as progress:
             if quiet:
                 progress.disable = True
@@ -211,6 +212,9 @@ def run_ingest(
                 raise
             for task in tasks.values():
                 progress.update(task, completed=progress.tasks[task].total)
+    except BaseException:
+        store.remove_if_unused()  # a store this failed first attempt created: not left behind empty
+        raise
     finally:
         store.close()
     return summary

@@ -426,9 +426,7 @@ def ingest(
                     report.rows_read += written.rows_read
                     report.rows_loaded += written.rows_loaded
                     report.rows_quarantined += written.rows_quarantined
-                    limits.check_quarantine_rows(
-                        str(bundle.source), sum(r.rows_quarantined for r in reports)
-                    )
+                    limits.check_quarantine_rows(str(bundle.source), sum(r.rows_quarantined for r in reports))
                     if progress:
                         progress(kind, written.rows_read, size)
             if deferred:

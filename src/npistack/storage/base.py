@@ -265,6 +265,12 @@ class SqlStore(SearchSql, ABC):
     @abstractmethod
     def close(self) -> None: ...
 
+    def remove_if_unused(self) -> bool:
+        """Close and delete this store if opening it created it and nothing was loaded into it since
+        (a failed first ingest then leaves no empty store behind); True when it was deleted. Only a
+        file can be deleted (SQLite); other backends keep their schema and return False."""
+        return False
+
     def _insert_returning_id(self, sql: str, params: Sequence[Any]) -> int:
         return int(self._query(sql + " RETURNING id", params)[0][0])
 

@@ -27,6 +27,11 @@ class SqliteStore(SqlStore):
         self.read_only = read_only
         self._seen = {}
         self._log_growing = threading.Event()  # set while log_room grows the WAL
+        # What this open created (a new file and the folders above it), for ``remove_if_unused``.
+        self._created_dirs: list[Path] = []
+        self.created = False
+        if self.path.is_dir():
+            raise StoreError(f"cannot open SQLite store {self.path}: it is a folder, not a database file")
         try:
             if read_only:
                 if not self.path.exists():
@@ -37,27 +42,67 @@ class SqliteStore(SqlStore):
                     f"file:{self.path}?mode=ro", uri=True, isolation_level=None, check_same_thread=False
                 )
             else:
+                for parent in (self.path.parent, *self.path.parent.parents):
+                    if parent.exists():
+                        break
+                    self._created_dirs.append(parent)
+                self.created = not self.path.exists()
                 self.path.parent.mkdir(parents=True, exist_ok=True)
                 self.conn = sqlite3.connect(
                     self.path, isolation_level=None, check_same_thread=False, timeout=30
                 )
                 self.conn.execute("PRAGMA journal_mode=WAL")
-        except sqlite3.Error as e:
+            # A file that is not a database opens; its first read fails (DatabaseError).
+            self.conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
+            self.conn.execute("PRAGMA busy_timeout=30000")
+            self.conn.execute("PRAGMA synchronous=NORMAL")
+            self.conn.execute("PRAGMA cache_size=-262144")  # 256 MiB page cache
+            self.conn.execute("PRAGMA temp_store=FILE")
+            # Readers map the file (fast lookups); a writer does not, so a load's RSS stays small. The
+            # whole file: a load writes the indexes last, so they sit at its end (past 1.5 GB in a 1M
+            # store), and an unmapped page costs a system call and a copy. SQLite caps the map at its
+            # SQLITE_MAX_MMAP_SIZE (2 GB in common builds); pages past it are read as usual.
+            self.conn.execute(f"PRAGMA mmap_size={MAP_ALL if read_only else 0}")
+            if not read_only:
+                # Checkpoint every ~64 MB of WAL rather than every 4 MB: a load commits once per block,
+                # and each checkpoint fsyncs.
+                self.conn.execute("PRAGMA wal_autocheckpoint=16384")
+        except sqlite3.DatabaseError as e:
+            with contextlib.suppress(Exception):
+                self.conn.close()
+            if "not a database" in str(e) or "malformed" in str(e):
+                raise StoreError(
+                    f"cannot open SQLite store {self.path}: the file is not a SQLite database; point"
+                    " -d / NPISTACK_DATABASE_URL at an npistack store, or at a new file to create one"
+                ) from None
             raise StoreError(f"cannot open SQLite store {self.path}: {e}") from None
-        self.conn.execute("PRAGMA busy_timeout=30000")
-        self.conn.execute("PRAGMA synchronous=NORMAL")
-        self.conn.execute("PRAGMA cache_size=-262144")  # 256 MiB page cache
-        self.conn.execute("PRAGMA temp_store=FILE")
-        # Readers map the file (fast lookups); a writer does not, so a load's RSS stays small. The
-        # whole file: a load writes the indexes last, so they sit at its end (past 1.5 GB in a 1M
-        # store), and an unmapped page costs a system call and a copy. SQLite caps the map at its
-        # SQLITE_MAX_MMAP_SIZE (2 GB in common builds); pages past it are read as usual.
-        self.conn.execute(f"PRAGMA mmap_size={MAP_ALL if read_only else 0}")
+        except OSError as e:
+            raise StoreError(f"cannot open SQLite store {self.path}: {e.strerror or e}") from None
         if not read_only:
-            # Checkpoint every ~64 MB of WAL rather than every 4 MB: a load commits once per block,
-            # and each checkpoint fsyncs.
-            self.conn.execute("PRAGMA wal_autocheckpoint=16384")
             self.ensure_schema()
+
+    def remove_if_unused(self) -> bool:
+        """Close this store and delete it, when this open created it and no load has succeeded in
+        it (a failed first ingest leaves nothing behind); True when it was deleted."""
+        if not self.created or self.read_only:
+            return False
+        try:
+            used = bool(
+                self._query("SELECT 1 FROM loads WHERE status <> 'failed' LIMIT 1")
+                or self._query("SELECT 1 FROM webhook_subscriptions LIMIT 1")
+            )
+        except StoreError:
+            used = True  # cannot tell: keep it
+        if used:
+            return False
+        self.close()
+        for suffix in ("", "-wal", "-shm", "-journal"):
+            with contextlib.suppress(FileNotFoundError):
+                Path(f"{self.path}{suffix}").unlink()
+        for folder in self._created_dirs:  # innermost first; only if still empty
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        return True
 
     def close(self) -> None:
         self.conn.close()
