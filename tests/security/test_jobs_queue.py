@@ -156,3 +156,31 @@ def test_the_runner_serves_the_second_key_after_one_job_of_the_first(store_url: 
         assert runner.order[:6] == [A, B, A, B, A, A]
     finally:
         db.close()
+
+
+def test_uploads_of_one_key_at_once_never_pass_the_cap(store_url: str) -> None:
+    """Eight connections (as eight server processes) queue for one key at the same moment."""
+    conns = [JobsDb(store_url) for _ in range(8)]
+    barrier = threading.Barrier(len(conns))
+    made: list[Job | None] = []
+    lock = threading.Lock()
+
+    def upload(d: JobsDb) -> None:
+        barrier.wait(30)
+        for _ in range(3):
+            job = d.create(key_id=A, options={}, columns={}, rows_total=1, credits=1, max_queued=5)
+            with lock:
+                made.append(job)
+
+    threads = [threading.Thread(target=upload, args=(d,)) for d in conns]
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        assert len(made) == 24
+        assert sum(j is not None for j in made) == 5
+        assert conns[0].counts_of(A).queued == 5
+    finally:
+        for d in conns:
+            d.close()

@@ -32,6 +32,7 @@ from npistack.storage.accounts import accounts_target
 from npistack.storage.base import utcnow
 
 JOB_STATUSES = ("queued", "running", "succeeded", "failed")
+_QUEUE_LOCK = 0x6A6F6273  # PostgreSQL advisory lock class of the per-key queue cap ('jobs')
 _COLS = (
     "id, key_id, status, options, columns, rows_total, rows_done, rows_per_s, counts, error, credits,"
     " attempts, lease_owner, lease_until, created_at, started_at, finished_at, updated_at"
@@ -197,15 +198,30 @@ class JobsDb:
             now,
             time.time_ns(),
         ]
-        if max_queued > 0:  # checked in the statement that inserts (one writer at a time in SQLite)
+        if max_queued > 0:  # counted in the statement that inserts (one writer at a time in SQLite)
             cap = " WHERE (SELECT count(*) FROM enrich_jobs WHERE key_id = ? AND status = 'queued') < ?"
             params += [key_id, max_queued]
-        rows = self._q(
+        sql = (
             f"INSERT INTO enrich_jobs ({_COLS}, queued_ns) SELECT ?, ?, 'queued', ?, ?, ?, 0, 0, '{{}}', NULL,"
-            f" ?, 0, NULL, 0, ?, NULL, NULL, ?, ?{cap} RETURNING {_COLS}",
-            params,
+            f" ?, 0, NULL, 0, ?, NULL, NULL, ?, ?{cap} RETURNING {_COLS}"
         )
+        if max_queued > 0 and self.dialect != "sqlite":
+            rows = self._locked_for_key(key_id, sql, params)
+        else:
+            rows = self._q(sql, params)
         return _job(rows[0]) if rows else None
+
+    def _locked_for_key(self, key_id: int, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+        """PostgreSQL: ``sql`` in a transaction holding the key's advisory lock, so that two uploads
+        of one key at once cannot both count the same free place."""
+        with self._lock:
+            try:
+                with self._pgc.transaction():
+                    self._pgc.execute("SELECT pg_advisory_xact_lock(%s, %s)", (_QUEUE_LOCK, key_id))
+                    cur = self._pgc.execute(sql.replace("?", "%s"), params)  # type: ignore[arg-type]
+                    return cur.fetchall()
+            except self._psycopg.Error as e:
+                raise StoreError(f"jobs database error: {str(e).strip().splitlines()[0]}") from e
 
     def counts_of(self, key_id: int) -> KeyJobs:
         """How many jobs the key has queued and running."""
