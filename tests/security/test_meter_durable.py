@@ -27,6 +27,8 @@ from typing import Any
 import pytest
 
 import npistack.services.accounts as accounts_service
+from npistack.ingest.load import ingest
+from npistack.storage import open_store
 from npistack.storage.accounts import AccountsDb
 from tests.api_support import (
     ABSENT_NPI,
@@ -38,6 +40,7 @@ from tests.api_support import (
     sample_store,
     set_plan,
 )
+from tests.nppes_files import SAMPLE
 
 REDIS_URL = os.environ.get("NPISTACK_TEST_REDIS_URL", "")
 needs_redis = pytest.mark.skipif(not REDIS_URL, reason="needs a Redis: NPISTACK_TEST_REDIS_URL is not set")
@@ -72,10 +75,21 @@ def _forget_redis(url: str) -> int:
 
 
 @pytest.fixture
-def own_keys(store: str) -> Iterator[str]:
-    yield store
+def own_keys(store_url: str) -> Iterator[str]:
+    """A store with the sample rows on SQLite and on PostgreSQL (accounts in the same backend); this
+    test's Redis keys deleted afterwards."""
+    if store_url.startswith("sqlite"):
+        store = open_store(store_url)
+        try:
+            assert ingest(SAMPLE, store).status == "succeeded"
+        finally:
+            store.close()
+    else:  # an empty store (every lookup a 404, which costs a credit): PostgreSQL loads take a
+        open_store(store_url).close()  # database-wide lock that other tests' loads may hold
+    set_plan(store_url, "hundred", credits=100, rpm=1_000_000)
+    yield store_url
     if REDIS_URL:
-        _forget_redis(store)
+        _forget_redis(store_url)
 
 
 def _get(api: Any, key: str, i: int) -> Any:
