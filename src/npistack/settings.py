@@ -397,8 +397,9 @@ class Settings(BaseSettings):
         default=30.0,
         ge=0,
         description=(
-            "Days a finished enrichment job (its uploaded CSV, results and record) is kept; "
-            "`npistack jobs purge` deletes older ones. 0 keeps them until purged with --older-than."
+            "Days a finished enrichment job (its uploaded CSV, results and record) is kept; each server's "
+            "job runner deletes older ones (at start, then hourly), `npistack jobs purge` at once. 0 keeps "
+            "them until purged with --older-than."
         ),
     )
     csv_max_line_bytes: int = Field(
