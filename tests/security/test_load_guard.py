@@ -159,3 +159,21 @@ def test_the_command_line_says_why_in_one_line(base_bundle: Path, tmp_path: Path
         assert store.count_providers() == PROVIDERS
     finally:
         store.close()
+
+
+def test_quarantine_cap_stops_a_weekly_apply(tmp_path: Path) -> None:
+    """The cap holds for weekly bundles too: they are applied in one transaction, rolled back."""
+    from tests.nppes_files import write_bundle as write_folder
+
+    store = open_store(f"sqlite:///{tmp_path / 's.db'}")
+    try:
+        ingest(write_folder(tmp_path / "full", [individual(i) for i in range(1, 11)], end="20261108"), store)
+        before = snapshot(store)
+        rows = [individual(i, last="JONES") for i in range(1, 6)] + GARBAGE * 6
+        weekly = write_folder(tmp_path / "week", rows, start="20261109", end="20261115")
+        with pytest.raises(LoadError, match=r"more than 20 rows quarantined"):
+            ingest(weekly, store, limits=LoadLimits(max_quarantine_rows=20))
+        assert snapshot(store) == before
+        assert "5 updated" in ingest(weekly, store, limits=LoadLimits(max_quarantine_rows=30)).message
+    finally:
+        store.close()
