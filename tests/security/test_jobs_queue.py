@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from npistack.storage.jobs import Job, JobsDb
+from npistack.storage.jobs import Job, JobsDb, KeyJobs
 from npistack.worker.jobs import JobRunner, JobsConfig
 from tests.api_support import ACTIVE_NPI, bearer, client, make_key, sample_store
 
@@ -184,3 +184,22 @@ def test_uploads_of_one_key_at_once_never_pass_the_cap(store_url: str) -> None:
     finally:
         for d in conns:
             d.close()
+
+
+def test_losing_the_last_place_to_a_concurrent_upload_is_429_refunded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The check before the body passed, but another upload of the key was queued meanwhile: the
+    insert's own count refuses it, the credits come back, its files go."""
+    url = sample_store(tmp_path / "store.db")
+    key = make_key(url)
+    headers = {**bearer(key), **TEXT_CSV}
+    with client(url, jobs_runner=False, jobs_dir=str(tmp_path / "jobs"), jobs_max_queued_per_key=1) as c:
+        first = c.post("/api/v1/jobs/enrich", content=BODY, headers=headers)
+        assert first.status_code == 202
+        remaining = first.headers["x-quota-remaining"]
+        monkeypatch.setattr(JobsDb, "counts_of", lambda self, key_id: KeyJobs(0, 0))  # the race
+        r = c.post("/api/v1/jobs/enrich", content=BODY, headers=headers)
+        assert (r.status_code, r.json()["error"]["code"]) == (429, "too_many_jobs"), r.text
+        assert r.headers["x-quota-remaining"] == remaining, "the reserved credit was given back"
+    assert len(list((tmp_path / "jobs").glob("job_*"))) == 1

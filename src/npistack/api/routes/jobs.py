@@ -30,6 +30,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, FastAPI, Query, Request
@@ -270,24 +271,26 @@ async def create_enrich_job(
             raise ApiError("invalid_csv", "The CSV has a header but no data rows.")
         adm = reserve(st, caller, units=info.rows)
         try:
-            private_dir(folder)
-            os.replace(tmp, folder / INPUT)
-            options = {"columns": overrides, "threshold": threshold}
-            job = js.db.create(
+            job = await run_in_threadpool(
+                _queue,
+                js,
+                tmp,
+                folder,
                 job_id=job_id,
                 key_id=adm.key.id,
-                options=options,
+                options={"columns": overrides, "threshold": threshold},
                 columns=info.columns.as_dict(),
-                rows_total=info.rows,
-                credits=info.rows,
+                rows=info.rows,
                 max_queued=st.settings.jobs_max_queued_per_key,
             )
-            if job is None:  # another upload of the key took the last place meanwhile
-                raise _too_many(st.settings.jobs_max_queued_per_key, adm.headers())
         except BaseException:
             refund(st, adm, info.rows)
             shutil.rmtree(folder, ignore_errors=True)
             raise
+        if job is None:  # another upload of the key took the last place meanwhile
+            refund(st, adm, info.rows)
+            shutil.rmtree(folder, ignore_errors=True)
+            raise _too_many(st.settings.jobs_max_queued_per_key, adm.headers())
     finally:
         tmp.unlink(missing_ok=True)
     if js.runner is not None:
@@ -308,6 +311,32 @@ def _too_many(cap: int, headers: dict[str, str] | None = None) -> ApiError:
         f"This key already has {cap:,} enrichment jobs queued (NPISTACK_JOBS_MAX_QUEUED_PER_KEY); "
         "upload again when some have finished.",
         headers={**(headers or {}), "Retry-After": "30"},
+    )
+
+
+def _queue(
+    js: JobsState,
+    upload: Path,
+    folder: Path,
+    *,
+    job_id: str,
+    key_id: int,
+    options: dict[str, Any],
+    columns: dict[str, str],
+    rows: int,
+    max_queued: int,
+) -> Job | None:
+    """The upload moved into its job's folder and the job queued (None: the key's queue is full)."""
+    private_dir(folder)
+    os.replace(upload, folder / INPUT)
+    return js.db.create(
+        job_id=job_id,
+        key_id=key_id,
+        options=options,
+        columns=columns,
+        rows_total=rows,
+        credits=rows,
+        max_queued=max_queued,
     )
 
 
