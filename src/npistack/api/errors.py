@@ -54,7 +54,7 @@ CONTRACT: dict[str, tuple[int, str]] = {
     "payload_too_large": (413, "The request body is too large for this endpoint."),
     "too_many_jobs": (
         429,
-        "This key has too many enrichment jobs queued or running; wait for some to finish.",
+        "This key has as many enrichment jobs queued as it may; wait for some to start.",
     ),
     "client_rate_limited": (429, "Too many requests from this address. Slow down and retry later."),
     "service_unavailable": (503, "A service npistack needs is unavailable right now. Retry later."),
