@@ -265,7 +265,11 @@ class RedisMeter:
 
         res: RedisReservation = self._redis(admit, None)
         if res.needs_seed:  # Redis lost (or never had) this month's counter: the database has it
-            res = self._redis(admit, self.db.used(key.id, month))
+            try:
+                seed = self.db.used(key.id, month)
+            except StoreError as e:
+                raise Unavailable(f"the usage meter cannot read the durable counters: {e}", 5.0) from None
+            res = self._redis(admit, seed)
         if not (res.rate_limited or res.inactive):
             credits = res.granted * cost
             try:
