@@ -103,7 +103,7 @@ def keys_usage(
     from npistack.services.accounts import open_meter, usage_since
 
     acc = _accounts(database_url)
-    meter = open_meter(acc.db, _settings().redis_url)
+    meter = open_meter(acc.db, _settings().redis_url, timeout_s=_settings().redis_timeout_s)
     key_id = acc.find(ref).id if ref else None
     now = datetime.now(UTC)
     t = Table(title=f"usage, last {days} days ({'Redis' if _settings().redis_url else 'database'} counters)")

@@ -141,7 +141,7 @@ def create_app(
             settings=settings,
             store=store,
             accounts=Accounts(db),
-            meter=open_meter(db, settings.redis_url),
+            meter=open_meter(db, settings.redis_url, timeout_s=settings.redis_timeout_s),
             lookup=lookup,
             upstream=upstream,
             metrics=metrics,

@@ -120,7 +120,9 @@ def _refund_job(settings: Settings, job: Job) -> None:
     try:
         key = db.key(job.key_id)
         if key is not None:
-            open_meter(db, settings.redis_url).refund(key, credits=job.credits, now=datetime.now(UTC))
+            open_meter(db, settings.redis_url, timeout_s=settings.redis_timeout_s).refund(
+                key, credits=job.credits, now=datetime.now(UTC)
+            )
     finally:
         db.close()
 
