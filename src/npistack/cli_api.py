@@ -106,7 +106,7 @@ def keys_usage(
     meter = open_meter(acc.db, _settings().redis_url, timeout_s=_settings().redis_timeout_s)
     key_id = acc.find(ref).id if ref else None
     now = datetime.now(UTC)
-    t = Table(title=f"usage, last {days} days ({'Redis' if _settings().redis_url else 'database'} counters)")
+    t = Table(title=f"usage, last {days} days")
     for c in ("key", "day", "requests", "credits"):
         t.add_column(c, justify="right" if c in ("requests", "credits") else "left")
     names = {k.id: f"{k.id} {k.prefix}" for k in acc.db.list_keys()}
