@@ -5,6 +5,9 @@ Every command runs as a user runs it (``python -m npistack.cli`` in a subprocess
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -84,3 +87,60 @@ def test_a_file_that_is_not_a_database_is_one_line(tmp_path: Path, command: list
     assert "internal error" not in line
     assert f"cannot open SQLite store {text}: the file is not a SQLite database" in line
     assert text.read_text().startswith("these are my notes")  # untouched, never deleted
+
+
+def _run_in(folder: Path, *args: str, **env_extra: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NPISTACK_")}
+    env.update(NPISTACK_DATA_DIR=str(folder / "data"), COLUMNS="200", NO_COLOR="1", **env_extra)
+    return subprocess.run(
+        [sys.executable, "-m", "npistack.cli", *args],
+        env=env,
+        cwd=folder,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+@pytest.mark.parametrize("command", [["stats"], ["ingest", "{bundle}"], ["changes"]])
+def test_a_garbage_url_and_an_unknown_scheme_are_the_same_one_line(
+    tmp_path: Path, command: list[str]
+) -> None:
+    """``NPISTACK_DATABASE_URL=garbage`` was taken as a file name (``ingest`` created ./garbage, the
+    others said "no store at garbage") while ``-d foo://bar`` said "unsupported database URL"."""
+    bundle = tmp_path / "in" / "npidata_pfile_20050523-20261108.csv"
+    bundle.parent.mkdir()
+    bundle.write_text(quoted(canonical_columns("npidata")) + quoted(individual(1)))
+    args = [a.replace("{bundle}", str(bundle)) for a in command]
+    lines = {
+        "env garbage": one_line_error(_run_in(tmp_path, *args, NPISTACK_DATABASE_URL="garbage")),
+        "-d garbage": one_line_error(_run_in(tmp_path, *args, "-d", "garbage")),
+        "env foo://bar": one_line_error(_run_in(tmp_path, *args, NPISTACK_DATABASE_URL="foo://bar")),
+        "-d foo://bar": one_line_error(_run_in(tmp_path, *args, "-d", "foo://bar")),
+    }
+    shapes = {
+        how: line.replace("'garbage'", "URL").replace("'foo://bar'", "URL") for how, line in lines.items()
+    }
+    assert len(set(shapes.values())) == 1, lines
+    assert lines["-d garbage"] == (
+        "error: unsupported database URL 'garbage': use sqlite:///PATH or postgresql://user@host:port/db"
+    )
+    assert not (tmp_path / "garbage").exists() and not (tmp_path / "data").exists()  # nothing created
+
+
+def test_a_bare_file_path_is_still_a_sqlite_store(tmp_path: Path) -> None:
+    from npistack.storage import open_store
+
+    for name in ("mine.db", "mine.sqlite3", str(tmp_path / "plain")):
+        store = open_store(name if "/" in name else str(tmp_path / name))
+        try:
+            assert store.dialect == "sqlite" and store.count_providers() == 0
+        finally:
+            store.close()
+    old = os.getcwd()
+    os.chdir(tmp_path)
+    try:
+        open_store("relative.db").close()
+        assert (tmp_path / "relative.db").exists()
+    finally:
+        os.chdir(old)

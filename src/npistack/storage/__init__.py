@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from urllib.parse import unquote, urlparse
 
 from npistack.errors import ConfigError
@@ -11,7 +12,8 @@ __all__ = ["LoadRecord", "SqlStore", "open_store"]
 
 
 def open_store(url: str, *, read_only: bool = False) -> SqlStore:
-    """Open the store at ``url``: ``sqlite:///path``, a bare path, or ``postgresql://...``."""
+    """Open the store at ``url``: ``sqlite:///path``, ``postgresql://...``, or a bare file path (one
+    with a folder or a ``.db``/``.sqlite``/``.sqlite3`` suffix); anything else is a ConfigError."""
     if url.startswith(("postgresql://", "postgres://", "postgresql+psycopg://")):
         from npistack.storage.postgres import PostgresStore
 
@@ -28,8 +30,20 @@ def open_store(url: str, *, read_only: bool = False) -> SqlStore:
         from npistack.storage.sqlite import SqliteStore
 
         return SqliteStore(path, read_only=read_only)
-    if "://" in url:
-        raise ConfigError(f"unsupported database URL {url!r}: use sqlite:///PATH or postgresql://...")
+    if "://" in url or not _looks_like_a_file(url):
+        # The same line for NPISTACK_DATABASE_URL=garbage and -d foo://bar (issue 14 item 21).
+        raise ConfigError(
+            f"unsupported database URL {url!r}: use sqlite:///PATH or postgresql://user@host:port/db"
+        )
     from npistack.storage.sqlite import SqliteStore
 
     return SqliteStore(url, read_only=read_only)
+
+
+def _looks_like_a_file(text: str) -> bool:
+    """A bare value taken as a SQLite file's path: it names a folder (``data/npistack.db``,
+    ``./x``) or has a database file's suffix (``npistack.db``); a word such as ``garbage`` is a
+    mistyped URL, not a request to create a file of that name."""
+    return bool(text.strip()) and (
+        "/" in text or os.sep in text or text.lower().endswith((".db", ".sqlite", ".sqlite3"))
+    )
