@@ -109,3 +109,31 @@ def test_kill_9_of_ingest_leaves_no_worker_behind(bundle: Path, tmp_path: Path) 
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_a_fork_server_started_from_a_thread_outlives_the_thread() -> None:
+    """The server watches the load's *process*: started from a thread that has ended (a load run in
+    a thread), it still serves workers (``PR_SET_PDEATHSIG`` on the server would have killed it)."""
+    code = (
+        "import os, threading\n"
+        "from multiprocessing import forkserver\n"
+        "from npistack.ingest.load import _Runner\n"
+        "def load():  # a load in a thread: its pool's first worker makes the server run its preload\n"
+        "    runner = _Runner(2, None)\n"
+        "    try:\n"
+        "        assert list(runner.pool.map(abs, [-1], timeout=60)) == [1]\n"
+        "    finally:\n"
+        "        runner.close()\n"
+        "t = threading.Thread(target=load); t.start(); t.join()\n"
+        "server = forkserver._forkserver._forkserver_pid\n"
+        "runner = _Runner(2, None)\n"
+        "try:\n"
+        "    print(sorted(runner.pool.map(abs, [-1, -2, -3], timeout=60)))\n"
+        "finally:\n"
+        "    runner.close()\n"
+        "assert forkserver._forkserver._forkserver_pid == server  # the same server, never restarted\n"
+        "assert os.waitpid(server, os.WNOHANG) == (0, 0)  # and still running\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[1, 2, 3]"
