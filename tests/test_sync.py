@@ -890,3 +890,26 @@ def test_cli_force_reaches_the_ingest(
         result = CliRunner().invoke(app, [*args, *flag])
         assert result.exit_code == 0, result.output
     assert forced == [True, False]
+
+
+def test_cli_guard_refuses_a_monthly_that_removes_the_store_and_force_loads_it(
+    tmp_path: Path, site: Site, monthlies: Callable[[date], bytes]
+) -> None:
+    """End to end over the loopback page: a monthly file that would remove every provider the store
+    holds (another month's synthetic bundle: none of its NPIs) is refused by the ingest guard, in one
+    line, nothing changed; ``sync --force`` loads it (issue 14 item 3 through sync)."""
+    dec, jan = D(2026, 12, 14), D(2027, 1, 11)
+    first = {monthly_name(dec): monthlies(dec)}
+    page = site.page("/nppes/NPI_Files.html", first, [a(f"./{n}") for n in first])
+    proc = npistack(tmp_path, "--page-url", page, "--workers", "1")
+    assert proc.returncode == 0, proc.stderr
+    second = {monthly_name(jan): monthlies(jan)}
+    page = site.page("/nppes/NPI_Files2.html", second, [a(f"./{n}") for n in second])
+    refused = npistack(tmp_path, "--page-url", page, "--workers", "1")
+    lines = [ln for ln in refused.stderr.splitlines() if ln.startswith("error:")]
+    assert refused.returncode == 1 and len(lines) == 1, refused.stderr
+    assert "refused this monthly file: it would remove" in lines[0] and "--force" in lines[0], lines
+    assert "data through 2026-12-13" in npistack(tmp_path, "--page-url", page, "--dry-run").stdout
+    forced = npistack(tmp_path, "--page-url", page, "--workers", "1", "--force")
+    assert forced.returncode == 0, forced.stderr
+    assert f"applied {monthly_name(jan)}" in forced.stdout and "data through 2027-01-10" in forced.stdout

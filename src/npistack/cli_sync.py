@@ -143,7 +143,10 @@ def sync(
         bool,
         typer.Option(
             "--force",
-            help="Load even when the ingest guard would refuse (same meaning as `ingest --force`).",
+            help=(
+                "Load even when the ingest guard refuses (a monthly file that removes many providers); "
+                "as `ingest --force`."
+            ),
         ),
     ] = False,
 ) -> None:
