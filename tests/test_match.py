@@ -262,3 +262,18 @@ def test_match_phone_forms(raw: str, e164: str) -> None:
     from npistack.services.match_input import match_phone
 
     assert match_phone(raw) == e164
+
+
+def test_a_match_result_as_dict_is_what_dataclasses_asdict_gives() -> None:
+    import dataclasses
+
+    from npistack.services.match import Candidate, MatchResult
+
+    cand = Candidate("1114920162", 0.93, "JON DUBOSE", "active", "MYRTLE BEACH", "SC", {"name": ["exact"]})
+    result = MatchResult(
+        "ambiguous", 0.93, None, None, None, [cand, cand], {"place": ["city", "state"]}, ["two close"]
+    )
+    got = result.as_dict()
+    assert got == dataclasses.asdict(result)
+    got["candidates"][0]["evidence"]["name"].append("x")  # a copy: the result is not changed
+    assert cand.evidence == {"name": ["exact"]}

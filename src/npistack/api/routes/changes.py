@@ -9,13 +9,14 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
-from npistack.api.app import app_state
+from npistack.api.app import ApiState, app_state
 from npistack.api.errors import ApiError, json_response, request_id
 from npistack.api.metering import admit, refund
 from npistack.api.routes.v1 import npi_problem
 from npistack.api.schemas import error_responses
 from npistack.services.changes import (
     ChangeFilter,
+    ChangePage,
     FilterError,
     change_page,
     decode_cursor,
@@ -131,28 +132,42 @@ async def changes(
     try:
         # The store's reads block, and a 10,000-event page takes seconds: built in a worker thread
         # (the event loop keeps serving), its size capped by bytes as well as by count.
-        page = await run_in_threadpool(
-            lambda: change_page(st.store, after=after, flt=flt, limit=page_size, max_bytes=max_bytes)
+        page, next_cursor, body = await run_in_threadpool(
+            lambda: _page(st, request_id(request), since, after, flt, page_size, max_bytes, ndjson)
         )
     except BaseException:
         refund(st, adm, 1)
         raise
+    more = "true" if page.more else "false"
+    headers = {**adm.headers(), "X-Next-Cursor": next_cursor, "X-Has-More": more}
+    return Response(body, 200, headers=headers, media_type=NDJSON if ndjson else "application/json")
+
+
+def _page(
+    st: ApiState,
+    rid: str,
+    since: str | None,
+    after: int,
+    flt: ChangeFilter,
+    limit: int,
+    max_bytes: int,
+    ndjson: bool,
+) -> tuple[ChangePage, str, bytes]:
+    """The page, its next cursor and its body: the store's reads block, and a 10,000-event page takes
+    seconds to read and tens of ms to assemble, so all of it runs in a worker thread."""
+    page = change_page(st.store, after=after, flt=flt, limit=limit, max_bytes=max_bytes)
     next_cursor = encode_cursor(page.last_id) if page.events else (since or encode_cursor(0))
-    more = page.more
-    headers = {**adm.headers(), "X-Next-Cursor": next_cursor, "X-Has-More": "true" if more else "false"}
     if ndjson:
-        body = b"".join(line + b"\n" for line in page.events)
-        return Response(body, 200, headers=headers, media_type=NDJSON)
+        return page, next_cursor, b"".join(line + b"\n" for line in page.events)
     meta = {
-        "requestId": request_id(request),
+        "requestId": rid,
         "returned": len(page.events),
-        "hasMore": more,
+        "hasMore": page.more,
         "nextCursor": next_cursor,
         "filters": flt.as_dict(),
     }
-    # The events are serialized once, in the thread; the page is assembled around them.
-    body = b'{"data":[' + b",".join(page.events) + b'],"meta":' + orjson.dumps(meta) + b"}"
-    return Response(body, 200, headers=headers, media_type="application/json")
+    # The events were serialized once, by the store; the page is assembled around them.
+    return page, next_cursor, b'{"data":[' + b",".join(page.events) + b'],"meta":' + orjson.dumps(meta) + b"}"
 
 
 @router.get(

@@ -11,7 +11,7 @@ from starlette.concurrency import run_in_threadpool
 
 from npistack.api.app import ApiState, app_state
 from npistack.api.body import MATCH_MAX_BYTES, read_body
-from npistack.api.errors import ApiError, json_response, request_id
+from npistack.api.errors import ApiError, request_id
 from npistack.api.metering import authenticate_client, refund, reserve
 from npistack.api.schemas import error_responses
 from npistack.services.match import FIELDS, Matcher, MatchInput, MatchInputError
@@ -99,24 +99,29 @@ def parse_request(raw: bytes) -> tuple[list[MatchInput], float]:
 async def match(request: Request) -> Response:
     st = app_state(request.app)
     caller = authenticate_client(st, request)  # 401 before a byte of the body is read
-    records, threshold = parse_request(await read_body(request, MATCH_MAX_BYTES))
+    raw = await read_body(request, MATCH_MAX_BYTES)
+    records, threshold = await run_in_threadpool(parse_request, raw)  # 1,000 records: ~10 ms of parsing
     adm = reserve(st, caller, units=len(records))
     if adm.granted < len(records):
         refund(st, adm, adm.granted)
         raise ApiError("quota_exceeded", headers=adm.headers())
+    rid = request_id(request)
+
+    def run() -> bytes:
+        # Matching reads the store and scores candidates (~1 ms a record), and the answer of 1,000
+        # results takes tens of ms to build: all of it off the event loop.
+        results = _matcher(st, threshold).match(records)
+        counts: dict[str, int] = dict.fromkeys(("matched", "ambiguous", "no_match"), 0)
+        data: list[dict[str, Any]] = []
+        for r in results:
+            counts[r.match_status] += 1
+            data.append(r.as_dict())
+        meta = {"requestId": rid, "counts": {"records": len(records), **counts}}
+        return orjson.dumps({"data": data, "meta": meta})
+
     try:
-        # Matching reads the store and scores candidates (~1 ms a record): off the event loop.
-        results = await run_in_threadpool(lambda: _matcher(st, threshold).match(records))
+        body = await run_in_threadpool(run)
     except BaseException:
         refund(st, adm, adm.granted)  # a 500 costs nothing
         raise
-    counts: dict[str, int] = dict.fromkeys(("matched", "ambiguous", "no_match"), 0)
-    data: list[dict[str, Any]] = []
-    for r in results:
-        counts[r.match_status] += 1
-        data.append(r.as_dict())
-    body = {
-        "data": data,
-        "meta": {"requestId": request_id(request), "counts": {"records": len(records), **counts}},
-    }
-    return json_response(body, 200, adm.headers())
+    return Response(body, 200, headers=adm.headers(), media_type="application/json")
