@@ -228,6 +228,11 @@ def run_server(
 
         get_settings.cache_clear()
         s = _settings()
+    if "NPISTACK_API_TUNE_GC" not in os.environ:  # the collector tuned for serving (settings.md)
+        from npistack.settings import get_settings
+
+        os.environ["NPISTACK_API_TUNE_GC"] = "true"  # for the app factory, here and in workers
+        get_settings.cache_clear()
     h, p, w = host or s.api_host, port or s.api_port, workers or s.api_workers
     _check_can_listen(h, p)
     out.print(

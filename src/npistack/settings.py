@@ -229,6 +229,14 @@ class Settings(BaseSettings):
             "at once. 0 means no limit."
         ),
     )
+    api_tune_gc: bool = Field(
+        default=False,
+        description=(
+            "Tune Python's garbage collector for serving: freeze the heap built at start-up and make full "
+            "collections rare (a full collection walks every long-lived table and held the event loop "
+            "~100 ms under load). `npistack serve` turns it on for its processes unless the variable is set."
+        ),
+    )
     api_anonymous_per_minute: int = Field(
         default=300,
         ge=0,

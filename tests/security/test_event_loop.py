@@ -194,3 +194,31 @@ def test_a_verify_bulk_with_a_dead_upstream_does_not_hold_healthz(store: str) ->
 def _absent_npis(n: int) -> Iterator[str]:
     """``n`` NPIs with a valid check digit, in no store."""
     return iter([ABSENT_NPI] + [make_npi(str(190000000 + i)) for i in range(n - 1)])
+
+
+def test_a_server_process_tunes_the_collector(store: str) -> None:
+    """Full collections under load held the loop ~100 ms each (benchmarks/hardening.py): a server
+    process freezes its start-up heap and collects young objects per 100,000 allocations."""
+    import subprocess
+    import sys
+
+    code = (
+        "import gc, sys\n"
+        "from fastapi.testclient import TestClient\n"
+        "from npistack.api import create_app\n"
+        "from tests.api_support import settings\n"
+        "before = gc.get_threshold()\n"
+        "with TestClient(create_app(settings(sys.argv[1], api_tune_gc=sys.argv[2] == 'on'))) as c:\n"
+        "    assert c.get('/healthz').status_code == 200\n"
+        "    print(before, gc.get_threshold(), gc.get_freeze_count() > 0)\n"
+    )
+    for flag, expected in (("on", "(100000, 50, 100) True"), ("off", "(700, 10, 10) False")):
+        out = subprocess.run(
+            [sys.executable, "-W", "ignore", "-c", code, store, flag],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=Path(__file__).resolve().parents[2],
+        )
+        assert out.returncode == 0, out.stderr
+        assert out.stdout.strip() == f"(700, 10, 10) {expected}", out.stdout

@@ -147,6 +147,10 @@ def create_app(
             metrics=metrics,
             now=clock,
         )
+        if settings.api_tune_gc:
+            from npistack.api.server import tune_gc
+
+            tune_gc()
         try:
             yield
         finally:
