@@ -102,7 +102,10 @@ def _run_in(folder: Path, *args: str, **env_extra: str) -> subprocess.CompletedP
     )
 
 
-@pytest.mark.parametrize("command", [["stats"], ["ingest", "{bundle}"], ["changes"]])
+@pytest.mark.parametrize(
+    "command",
+    [["stats"], ["ingest", "{bundle}"], ["changes"], ["keys", "list"], ["plans", "list"], ["jobs", "purge"]],
+)
 def test_a_garbage_url_and_an_unknown_scheme_are_the_same_one_line(
     tmp_path: Path, command: list[str]
 ) -> None:
@@ -125,7 +128,8 @@ def test_a_garbage_url_and_an_unknown_scheme_are_the_same_one_line(
     assert lines["-d garbage"] == (
         "error: unsupported database URL 'garbage': use sqlite:///PATH or postgresql://user@host:port/db"
     )
-    assert not (tmp_path / "garbage").exists() and not (tmp_path / "data").exists()  # nothing created
+    # Nothing created (the accounts database and the jobs folder were garbage.accounts.db, garbage.jobs).
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in"], list(tmp_path.iterdir())
 
 
 def test_a_bare_file_path_is_still_a_sqlite_store(tmp_path: Path) -> None:

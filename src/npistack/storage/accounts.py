@@ -365,14 +365,23 @@ class _SqliteTx:
         self.conn.execute("ROLLBACK" if exc_type else "COMMIT")
 
 
+def _looks_like_a_file(text: str) -> bool:
+    from npistack.storage import _looks_like_a_file as looks  # the store's rule, one place
+
+    return looks(text)
+
+
 def accounts_target(store_url: str) -> tuple[str, str]:
     """("sqlite", path) or ("postgresql", url) of the accounts database of a store URL."""
     if store_url.startswith(("postgresql://", "postgres://", "postgresql+psycopg://")):
         return "postgresql", store_url.replace("postgresql+psycopg://", "postgresql://", 1)
     if store_url.startswith("sqlite:///"):
         path = Path(unquote(urlparse(store_url).path)[1:])
-    elif "://" in store_url:
-        raise ConfigError(f"unsupported database URL {store_url!r}: use sqlite:///PATH or postgresql://...")
+    elif "://" in store_url or not _looks_like_a_file(store_url):
+        # The same line as open_store's for NPISTACK_DATABASE_URL=garbage and -d foo://bar.
+        raise ConfigError(
+            f"unsupported database URL {store_url!r}: use sqlite:///PATH or postgresql://user@host:port/db"
+        )
     else:
         path = Path(store_url)
     return "sqlite", str(path.with_name(f"{path.stem}.accounts{path.suffix or '.db'}"))
