@@ -344,7 +344,10 @@ def worker(
         def on_signal(signum: int, frame: Any) -> None:
             name = signal.Signals(signum).name
             err.print(f"{name}: finishing the deliveries in flight, then stopping (again to stop at once)")
-            stop.set()
+            # Not stop.set() here: the handler runs in the main thread, which may be inside
+            # stop.wait() holding the event's lock (entering or leaving the wait), and set() would then
+            # wait for that lock forever. A thread sets it once the main thread lets go (issue 14 item 18).
+            threading.Thread(target=stop.set, name="stop", daemon=True).start()
             restore()  # a second Ctrl-C interrupts right away
 
         previous.update({s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)})
