@@ -42,10 +42,11 @@ def purge(
 ) -> None:
     """Delete finished enrichment jobs past their retention, with their files.
 
-    A job that succeeded or failed more than DAYS ago loses its uploaded CSV, its result, review,
-    errors and log files, then its record; queued and running jobs are kept. Uploads that a crash left
-    half-received, and job folders without a record, go too once untouched for a day. The server
-    purges by itself every hour (NPISTACK_JOBS_RETENTION_DAYS > 0).
+    A job that finished more than DAYS ago loses its upload, result, review, errors and log files.
+
+    Queued and running jobs are kept; what a crash left behind goes once untouched for a day.
+
+    The server also purges by itself every hour (NPISTACK_JOBS_RETENTION_DAYS > 0).
     """
     from npistack.storage.jobs import JobsDb
     from npistack.worker.jobs import jobs_dir_of, purge_jobs
