@@ -227,7 +227,8 @@ def sync(
         out.print(f"syncing every {every}; Ctrl-C stops")
         run_every(interval, scheduled, stop=stop, on_error=on_error)
     except KeyboardInterrupt:
-        stop.set()
+        # The loop has ended: nothing waits on ``stop`` any more. Not ``stop.set()``: the interrupt
+        # may have come inside ``stop.wait()`` with the event's lock still held (see cli_webhooks).
         err.print("sync stopped (a download in progress resumes on the next run)")
     finally:
         for sig, handler in previous.items():
