@@ -72,8 +72,7 @@ NOISE = 0.25  # cores used by other processes during a phase above which its fig
 # --- set-up: plan, key, samples, server --------------------------------------------------------
 
 
-# `python -m npistack.cli` runs cli.py as __main__, which lacks the commands cli_api registers on
-# npistack.cli's app (serve, keys, plans): call the entry point instead.
+# The installed `npistack` script, or (without it) the same entry point, `npistack.cli:main`.
 _SCRIPT = Path(sys.executable).parent / "npistack"
 NPISTACK = (
     [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-c", "from npistack.cli import main; main()"]

@@ -4,7 +4,7 @@
     python benchmarks/enrich.py --rows 10000 --workers 2 --keep /tmp/enrich-bench
 
 The CSV is made from the store (opened read-only, never modified) the way CRM exports look:
-records of random providers written with the mistakes of ``services.match_eval.labeled_set`` (NPI
+records of random providers written with the mistakes of ``services.match.eval.labeled_set`` (NPI
 mostly missing, sometimes mistyped; typos and nicknames; the middle name dropped; a full name in
 one field; a moved practice; an old phone; the specialty in words; organizations under a DBA),
 about 5% of people the registry does not have, CRM columns the matcher does not use (record id,
@@ -44,7 +44,7 @@ OWNERS = ["jmartin", "akim", "rpatel", "sgarcia", "tnguyen"]
 
 def make_csv(db: str, path: Path, rows: int, seed: int, broken: int) -> Path:
     """The CSV, and ``path.labels`` (line -> right NPI, empty for people not in the registry)."""
-    from npistack.services.match_eval import labeled_set
+    from npistack.services.match.eval import labeled_set
     from npistack.storage import open_store
 
     store = open_store(db, read_only=True)

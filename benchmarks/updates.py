@@ -5,7 +5,7 @@ provider history, change feed rows and webhook outbox rows included (the issue's
     python benchmarks/updates.py --store S --base B --rows 35000 --subscriptions 3
 
 The store is copied first (the original is not changed). The weekly bundle is written by
-``npistack.nppes.synth_updates.write_weekly`` from the base monthly bundle the store was loaded from
+``npistack.nppes.synth.write_weekly`` from the base monthly bundle the store was loaded from
 (~40% new enumerations, the rest address, phone, taxonomy, license and name changes, deactivations
 and reactivations); writing it is not timed. The apply runs as ``npistack ingest WEEKLY`` in a
 subprocess, as a user runs it: transform (worker processes), per-NPI decisions and diffs, the
@@ -42,7 +42,7 @@ def main() -> None:
     ap.add_argument("--workdir", type=Path, default=None, help="Where to put the copy and the bundle.")
     args = ap.parse_args()
 
-    from npistack.nppes.synth_updates import write_weekly
+    from npistack.nppes.synth import write_weekly
 
     work = Path(args.workdir or tempfile.mkdtemp(prefix="npistack-upd-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -136,7 +136,7 @@ def _index_drift(db: Path) -> list[str]:
     update costs depends on them (every dirtied index page is written twice)."""
     import re
 
-    from npistack.storage.base import DATA_INDEXES
+    from npistack.storage.schema import DATA_INDEXES
 
     conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
     try:

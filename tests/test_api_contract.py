@@ -47,7 +47,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from npistack.api import create_app
-from npistack.api.app import ApiState, app_state
+from npistack.api.state import ApiState, app_state
 from npistack.services.accounts import Accounts, shown_prefix
 from npistack.storage.accounts import AccountsDb, Plan
 from tests.api_support import (
@@ -781,7 +781,7 @@ def test_meta_cached_is_false_for_a_miss(
 ) -> None:
     """A miss: not in the store, fetched from the registry (a CMS-format result), stored; the next
     lookup of the same NPI is a hit."""
-    from npistack.services.cms import render_response
+    from npistack.api.cms import render_response
     from npistack.services.providers import get_providers
     from npistack.storage import open_store
 

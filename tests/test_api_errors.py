@@ -26,9 +26,10 @@ from fastapi import FastAPI
 from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 
-from npistack.api.app import app_state
 from npistack.api.errors import CONTRACT
 from npistack.api.routes import v1
+from npistack.api.state import app_state
+from npistack.nppes.npi import make_npi
 from npistack.services.accounts import Accounts, shown_prefix
 from npistack.storage.accounts import AccountsDb
 from tests.api_support import ABSENT_NPI, ACTIVE_NPI, bearer, client, make_key, sample_store, set_plan
@@ -566,3 +567,21 @@ def test_malformed_match_bodies_are_400_invalid_match_request(
     )
     assert_error(r, 400, "invalid_match_request")
     assert "x-quota-remaining" not in r.headers
+
+
+def test_ten_digits_that_cannot_be_an_npi_are_400_before_the_key(
+    api: TestClient, keys: dict[str, str]
+) -> None:
+    """No NPI starts with 3 to 9 (nppes.npi.check_npi, the one rule), even with a valid check digit:
+    a 400 invalid_npi saying so, before the key (a 404 would charge for what can never be found)."""
+    npi = make_npi("323456789")
+    message = f"NPI {npi} does not start with 1 or 2, so no provider can have it."
+    for path in (f"/api/v1/npi/{npi}", f"/api/v1/npi/{npi}/history"):
+        assert_error(api.get(path), 400, "invalid_npi", message)
+    r = api.post("/api/v1/npi/bulk", headers=bearer(keys["client"]), json={"npis": [npi]})
+    item = r.json()["data"][0]
+    assert (r.status_code, item["status"], item["error"]) == (
+        200,
+        "not_found",
+        {"code": "invalid_npi", "message": message},
+    )

@@ -31,11 +31,12 @@ import orjson
 import pytest
 from fastapi.testclient import TestClient
 
-from npistack.services.cms import render_result
+from npistack.api.cms import render_result
+from npistack.records.registry import registry_block
+from npistack.records.rows import StoredProvider
 from npistack.services.providers import expand, get_providers
-from npistack.services.upstream import DOC_AT, result_to_block, result_to_rows
 from npistack.storage import open_store
-from npistack.storage.base import DATA_TABLES, StoredProvider
+from npistack.storage.schema import DATA_TABLES, provider_columns
 from tests.api_support import (
     ABSENT_NPI,
     ACTIVE_NPI,
@@ -47,7 +48,7 @@ from tests.api_support import (
     sample_store,
     thread_server,
 )
-from tests.nppes_files import COLS, SAMPLE, individual, organization, write_bundle, write_file
+from tests.nppes_files import SAMPLE, individual, organization, write_bundle, write_file
 
 # -- the two stores ------------------------------------------------------------------------------
 
@@ -551,13 +552,11 @@ FETCHED = date(2026, 11, 21)
 
 def round_trip(doc: dict[str, Any]) -> tuple[dict[str, Any], Any]:
     """``doc`` as the upstream would publish it, stored back: (expanded document, BlockResult)."""
-    block = result_to_block(render_result(doc), FETCHED)
+    block = registry_block(render_result(doc), FETCHED)
     assert not block.quarantine, block.quarantine
     assert len(block.providers) == 1
-    stored = orjson.loads(block.providers[0][DOC_AT])
-    extras = [
-        (kind, orjson.loads(raw)) for _, kind, _, raw in sorted(block.extras, key=lambda e: (e[1], e[2]))
-    ]
+    stored = orjson.loads(block.providers[0].doc)
+    extras = [(e.kind, orjson.loads(e.doc)) for e in sorted(block.extras, key=lambda e: (e.kind, e.seq))]
     return expand(StoredProvider(stored, extras)), block
 
 
@@ -598,12 +597,12 @@ def comparable(doc: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def test_result_to_rows_is_one_file_row(sample_docs):
+def test_registry_result_is_one_provider(sample_docs):
     for doc in sample_docs:
-        row, locations, other_names, endpoints = result_to_rows(render_result(doc))
-        assert row[0] == doc["npi"]
-        assert len(row) == len(COLS)  # one row of the npidata layout
-        assert (locations, other_names, endpoints) == ([], [], [])  # the sample has no child rows
+        block = registry_block(render_result(doc), FETCHED)
+        assert [p.npi for p in block.providers] == [int(doc["npi"])]
+        assert block.rows_read == 1  # one provider, as one row of the npidata layout
+        assert block.extras == []  # the sample has no child rows
 
 
 def test_registry_result_round_trips_to_the_file_document(sample_docs, sample_url):
@@ -616,7 +615,7 @@ def test_registry_result_round_trips_to_the_file_document(sample_docs, sample_ur
             assert comparable(back) == comparable(doc), doc["npi"]
             # the search index rows are the file load's too
             for table, rows in (
-                ("providers", [p[: len(DATA_TABLES["providers"])] for p in block.providers]),
+                ("providers", [provider_columns(p) for p in block.providers]),
                 ("provider_names", block.names),
                 ("provider_taxonomies", block.taxonomies),
                 ("provider_locations", block.locations),

@@ -35,7 +35,7 @@ from schemathesis import GenerationMode
 from schemathesis.core import NOT_SET
 from schemathesis.core.failures import Failure, FailureGroup
 
-from npistack.services import cms
+from npistack.api import cms
 from npistack.storage.accounts import AccountsDb, Plan
 from tests.api_support import ABSENT_NPI, ACTIVE_NPI, ORG_NPI, make_key, sample_store, set_plan, thread_server
 

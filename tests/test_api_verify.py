@@ -14,8 +14,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from npistack.api.routes.verify import MAX_RECORDS
-from npistack.services import verify_contact
 from npistack.services.verify import CHECKS
+from npistack.services.verify import contact as verify_contact
 from tests.api_support import (
     ABSENT_NPI,
     ACTIVE_NPI,

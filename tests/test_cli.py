@@ -71,12 +71,12 @@ def test_synth_ingest_and_read(tmp_path: Path) -> None:
 
 def test_worker_processes_under_python_m(tmp_path: Path) -> None:
     """``python -m npistack.cli ingest`` with worker processes: multiprocessing would have each worker run
-    the main module again first; the command line hides it from them (``load._main_not_needed``), so
+    the main module again first; the command line hides it from them (``pool._main_not_needed``), so
     the user sees the progress and the summary only, and the workers do not import the command line."""
     db = tmp_path / "w.db"
     run("synth", str(tmp_path / "b"), "--rows", "6000", "--seed", "5", db=db)
     (bundle,) = (tmp_path / "b").glob("NPPES_Data_Dissemination_*_V2.zip")
-    from npistack.ingest.load import INLINE_BELOW_BYTES
+    from npistack.ingest.pool import INLINE_BELOW_BYTES
     from npistack.nppes.reader import open_bundle
 
     assert sum(df.size for df in open_bundle(bundle).files.values()) >= INLINE_BELOW_BYTES  # the pool runs
@@ -96,11 +96,11 @@ def test_workers_do_not_run_the_main_module(monkeypatch: pytest.MonkeyPatch) -> 
     every worker run again (as ``__mp_main__``) before its first block; the runner hides it."""
     import importlib.util
 
-    from npistack.ingest.load import _Runner
+    from npistack.ingest.pool import BlockPool
 
     main = sys.modules["__main__"]
     monkeypatch.setattr(main, "__spec__", importlib.util.find_spec("npistack.cli"), raising=False)
-    runner = _Runner(2, None)
+    runner = BlockPool(2, None)
     try:
         assert runner.pool is not None
         assert main.__spec__ is None  # hidden while the pool runs

@@ -10,9 +10,8 @@ from typing import Any
 
 import pytest
 
-from npistack.ingest.load import ingest
-from npistack.services import cms
-from npistack.services.cms import (
+from npistack.api import cms
+from npistack.api.cms import (
     CmsError,
     CmsRequest,
     errors_body,
@@ -20,6 +19,7 @@ from npistack.services.cms import (
     render_response,
     render_result,
 )
+from npistack.ingest.load import ingest
 from npistack.services.providers import get_provider, get_providers
 from npistack.services.search import SearchQuery
 from npistack.storage import open_store

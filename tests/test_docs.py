@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from npistack.cli import app
+from npistack.cli.app import app
 from npistack.settings import Settings
 
 DOCS = Path(__file__).parent.parent / "docs"

@@ -12,17 +12,11 @@ from typing import Any
 import orjson
 import pytest
 
-from npistack.ingest.transform import (
-    ROW_TABLES,
-    BlockResult,
-    Context,
-    document_rows,
-    rows_change,
-    transform_block,
-    transform_provider,
-)
 from npistack.nppes.reader import open_bundle, read_header
 from npistack.nppes.synth import write_bundle
+from npistack.records.index import ROW_TABLES, document_rows, rows_change
+from npistack.records.npidata import transform_block, transform_provider
+from npistack.records.rows import BlockResult, Context
 from tests.update_support import INDIVIDUAL, ORGANIZATION, C, sample_rows
 
 CTX = Context(load_id=1, release_date="2026-11-09")

@@ -1,4 +1,4 @@
-"""List enrichment (``services.enrich_csv``, ``csv_input``, ``csv_columns``): columns found by their
+"""List enrichment (``services.enrich``: ``file``, ``input``, ``columns``): columns found by their
 names, files read whatever their encoding and delimiter, every row written back (unreadable ones
 reported with their line number), ambiguous rows in the review file, and the NPPES fields of real
 sample rows."""
@@ -13,11 +13,12 @@ from typing import Any
 
 import pytest
 
-from npistack.services import csv_columns, csv_input
-from npistack.services import enrich_csv as ec
-from npistack.services.csv_columns import detect_columns, parse_overrides
-from npistack.services.csv_input import EnrichError
-from npistack.services.enrich_csv import enrich_file
+from npistack.services.enrich import columns as csv_columns
+from npistack.services.enrich import file as ec
+from npistack.services.enrich import input as csv_input
+from npistack.services.enrich.columns import detect_columns, parse_overrides
+from npistack.services.enrich.file import enrich_file
+from npistack.services.enrich.input import EnrichError
 from tests.api_support import ACTIVE_NPI, ORG_NPI, sample_store
 
 STUB_NPI = "1306849450"  # deactivated (a stub row in the sample)

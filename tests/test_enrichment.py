@@ -15,6 +15,7 @@ import pytest
 
 from npistack.ingest.load import ingest
 from npistack.nppes.taxonomy import load_nucc
+from npistack.records.rows import StoredProvider
 from npistack.services.enrichment import (
     ACCEPTED_VALUES,
     age_score,
@@ -24,7 +25,7 @@ from npistack.services.enrichment import (
 )
 from npistack.services.providers import expand, get_provider
 from npistack.storage import open_store
-from npistack.storage.base import SqlStore, StoredProvider
+from npistack.storage.base import SqlStore
 from tests.nppes_files import SAMPLE
 
 NUCC = load_nucc()

@@ -10,9 +10,9 @@ import pytest
 from npistack.ingest.load import ingest
 from npistack.nppes.synth import write_bundle
 from npistack.services.match import Matcher, MatchInput, MatchInputError
-from npistack.services.match_eval import evaluate, fit_calibration, labeled_set, typo
-from npistack.services.match_input import license_forms, parse, split_full_name
-from npistack.services.specialty import specialty_codes
+from npistack.services.match.eval import evaluate, fit_calibration, labeled_set, typo
+from npistack.services.match.input import license_forms, parse, split_full_name
+from npistack.services.match.specialty import specialty_codes
 from npistack.storage import open_store
 from tests.nppes_files import SAMPLE
 
@@ -259,7 +259,7 @@ def test_fit_calibration_recovers_a_logistic_map() -> None:
     ],
 )
 def test_match_phone_forms(raw: str, e164: str) -> None:
-    from npistack.services.match_input import match_phone
+    from npistack.services.match.input import match_phone
 
     assert match_phone(raw) == e164
 

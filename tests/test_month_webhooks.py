@@ -11,8 +11,7 @@ import orjson
 import pytest
 
 from npistack.ingest.load import ingest
-from npistack.nppes.synth import write_bundle
-from npistack.nppes.synth_updates import MonthStats, write_month
+from npistack.nppes.synth import MonthStats, write_bundle, write_month
 from npistack.settings import Settings
 from npistack.storage import open_store
 from npistack.storage.changes import ChangeFilter, read_changes

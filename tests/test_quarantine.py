@@ -89,17 +89,17 @@ def test_lines_are_physical_line_numbers(tmp_path: Path) -> None:
 
 
 def test_transforming_a_block_leaves_no_reference_cycles(tmp_path: Path) -> None:
-    """Worker processes run with the cyclic garbage collector off (``load._warm``): that is only
+    """Worker processes run with the cyclic garbage collector off (``pool._warm``): that is only
     safe while transforming blocks, good rows and bad, creates no reference cycles."""
     import gc
 
-    from npistack.ingest.load import _work, check_layouts
-    from npistack.ingest.transform import Context
-    from npistack.nppes.reader import iter_blocks, open_bundle, read_header
+    from npistack.ingest.pool import _work
+    from npistack.nppes.reader import iter_blocks, open_bundle, read_header, read_layouts
     from npistack.nppes.synth import write_bundle as synth_bundle
+    from npistack.records.rows import Context
 
     bundle = open_bundle(synth_bundle(tmp_path / "s", 400, seed=3, as_folder=True, broken_rows=20).path)
-    layouts = check_layouts(bundle)
+    layouts = read_layouts(bundle)
     ctx = Context(load_id=1, release_date="2026-11-09")
     blocks = 0
     gc.collect()

@@ -16,8 +16,8 @@ from hypothesis import strategies as st
 
 from npistack.errors import StoreNotReady
 from npistack.ingest.load import ingest
-from npistack.ingest.transform import geo_cell
 from npistack.normalize.geo import haversine_miles, zip_info, zip_table
+from npistack.records.keys import geo_cell
 from npistack.services.search import SearchPage, SearchQuery, decode_cursor, search, taxonomy_codes
 from npistack.storage import open_store
 from npistack.storage.search import _cell_bound

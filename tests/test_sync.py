@@ -660,10 +660,10 @@ def test_sync_once_unreadable_page_is_one_line(site: Site, client: httpx.Client,
 
 
 def test_sync_once_brings_a_real_store_current(site: Site, tmp_path: Path) -> None:
-    """End to end into SQLite through ``npistack.cli.run_ingest``: a synthetic November monthly, the four
-    weeklies after it and the December deactivation report (nppes.synth_updates, CMS's formats)."""
-    from npistack.cli import run_ingest
-    from npistack.nppes.synth_updates import write_month
+    """End to end into SQLite through ``npistack.cli.ingest.run_ingest``: a synthetic November monthly, the four
+    weeklies after it and the December deactivation report (nppes.synth.updates, CMS's formats)."""
+    from npistack.cli.ingest import run_ingest
+    from npistack.nppes.synth import write_month
     from npistack.storage import open_store
 
     base = write_bundle(tmp_path / "cms", 200, seed=3, release=D(2026, 11, 9))
@@ -736,8 +736,8 @@ def test_parse_interval_rejects_with_a_clear_message(text: str) -> None:
 
 # -- the command --------------------------------------------------------------------------------------
 
-# Runs npistack's real entry point; cli_sync is imported first because cli.py does not register it yet.
-ENTRY = "import npistack.cli_sync; from npistack.cli import main; main()"
+# Runs npistack's real entry point.
+ENTRY = "from npistack.cli import main; main()"
 
 
 def npistack(tmp_path: Path, *args: str, **kw: Any) -> Any:
@@ -861,8 +861,8 @@ def test_cli_force_reaches_the_ingest(
     it force=False."""
     from typer.testing import CliRunner
 
-    import npistack.cli_sync as cli_sync
-    from npistack.cli import app
+    import npistack.cli.sync as cli_sync
+    from npistack.cli.app import app
 
     files = {monthly_name(D(2026, 12, 14)): monthlies(D(2026, 12, 14))}
     page = site.page("/nppes/NPI_Files.html", files, [a(f"./{n}") for n in files])

@@ -12,10 +12,10 @@ import phonenumbers
 import pytest
 
 from npistack.normalize.geo import zip_table
-from npistack.nppes import synth
 from npistack.nppes.layout import header_file_text
 from npistack.nppes.npi import is_valid_npi
 from npistack.nppes.synth import SynthStats, write_bundle
+from npistack.nppes.synth import bundle as synth_bundle
 from npistack.nppes.taxonomy import load_nucc
 
 KINDS = ("npidata", "pl", "othername", "endpoint")
@@ -280,7 +280,7 @@ def test_broken_rows(tmp_path: Path) -> None:
 
 
 def test_release_and_progress(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(synth, "_PROGRESS_EVERY", 100)
+    monkeypatch.setattr(synth_bundle, "_PROGRESS_EVERY", 100)
     calls: list[int] = []
     stats = write_bundle(tmp_path, 1050, seed=1, release=date(2024, 3, 11), progress=calls.append)
     assert calls == [100] * 10 + [50]

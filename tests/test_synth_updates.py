@@ -23,8 +23,7 @@ from npistack.nppes.deactivation import (
 )
 from npistack.nppes.npi import is_valid_npi, make_npi
 from npistack.nppes.reader import open_bundle
-from npistack.nppes.synth import write_bundle
-from npistack.nppes.synth_updates import MonthStats, WeekStats, write_month, write_weekly
+from npistack.nppes.synth import MonthStats, WeekStats, write_bundle, write_month, write_weekly
 
 KINDS = ("npidata", "pl", "othername", "endpoint")
 CHILD_KINDS = ("pl", "othername", "endpoint")

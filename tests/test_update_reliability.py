@@ -15,18 +15,18 @@ from tests.update_support import base_bundle, store_content, week_one
 KILLER = textwrap.dedent(
     """
     import os, signal, sys
-    from npistack.ingest import apply
+    from npistack.ingest import weekly
     from npistack.ingest.load import ingest
     from npistack.storage import open_store
 
-    real_record = apply.record
+    real_record = weekly.record
 
     def record_then_die(*args, **kwargs):
         real_record(*args, **kwargs)  # data rows, versions, changes and outbox are written...
         print("written", flush=True)
         os.kill(os.getpid(), signal.SIGKILL)  # ...and the process dies before the commit
 
-    apply.record = record_then_die
+    weekly.record = record_then_die
     store = open_store(sys.argv[1])
     ingest(sys.argv[2], store)
     """

@@ -87,12 +87,12 @@ def test_weekly_transformed_by_worker_processes(
     """A large bundle is transformed by worker processes, which also read the stored documents of
     each block's NPIs over their own connection (SQLite; on PostgreSQL this process reads them and
     sends them along): the same changes and the same data as in one process."""
-    from npistack.ingest import apply
+    from npistack.ingest import weekly
 
     inline = f"sqlite:///{tmp_path / 'inline.db'}"
     _apply(inline, base_bundle(tmp_path / "b2"))
     expected = _apply(inline, week_one(tmp_path / "w1"))
-    monkeypatch.setattr(apply, "INLINE_BELOW_BYTES", 0)
+    monkeypatch.setattr(weekly, "INLINE_BELOW_BYTES", 0)
     summary = _apply(loaded, week_one(tmp_path / "w1"), workers=2)
     assert summary.message == expected.message
     assert store_content(loaded) == store_content(inline)

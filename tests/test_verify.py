@@ -20,10 +20,10 @@ import pytest
 from pydantic import ValidationError
 
 from npistack.ingest.load import ingest
-from npistack.services import verify as verify_module
-from npistack.services import verify_contact
 from npistack.services.providers import get_provider
 from npistack.services.verify import CHECKS, STATUSES, Check, Claim, Verification, verify, verify_claim
+from npistack.services.verify import contact as verify_contact
+from npistack.services.verify import engine as verify_module
 from npistack.storage import open_store
 from npistack.storage.base import SqlStore
 from tests.nppes_files import SAMPLE, write_bundle

@@ -38,7 +38,7 @@ from tests.webhook_support import (  # noqa: F401 - allow_loopback_receivers app
 SECRET = "whsec_reliability-0123456789abcdef"
 CONCURRENCY = 4
 TIMEOUT_S = 0.4
-CLI = "from npistack.cli import main; import npistack.cli_webhooks; main()"
+CLI = "from npistack.cli import main; main()"
 
 
 def behave(delivery_id: int, nth: int) -> tuple[int, float]:

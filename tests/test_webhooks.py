@@ -568,7 +568,7 @@ def test_admin_api_on_a_store_the_server_opened_read_only(tmp_path: Path) -> Non
 
 # -- the CLI ---------------------------------------------------------------------------------------------
 
-CLI = "from npistack.cli import main; import npistack.cli_webhooks; main()"
+CLI = "from npistack.cli import main; main()"
 
 
 def cli(url: str, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -639,7 +639,6 @@ def test_cli_errors_are_one_clear_line(
     args: tuple[str, ...],
     words: str,
 ) -> None:
-    import npistack.cli_webhooks  # noqa: F401 - registers the commands (until cli.py imports it)
     from npistack.cli import main
     from npistack.settings import get_settings
 

@@ -10,8 +10,8 @@ from typing import Any
 
 import orjson
 
-from npistack.ingest.diff import without_release
 from npistack.nppes.layout import canonical_columns
+from npistack.records.diff import without_release
 from npistack.storage import open_store
 from tests.nppes_files import COLS, SAMPLE, write_bundle
 

@@ -159,9 +159,15 @@ def test_error_lines_hide_passwords(tmp_path: Path) -> None:
     [
         ("NPISTACK_API_PORT", "0", "greater than or equal to 1"),
         ("NPISTACK_API_PORT", "eighty", "valid integer"),
-        ("NPISTACK_WEBHOOK_ALLOW_HOSTS", "127.0.0.1,10.0.0.0/33", "'10.0.0.0/33' is not an address or a CIDR"),
+        (
+            "NPISTACK_WEBHOOK_ALLOW_HOSTS",
+            "127.0.0.1,10.0.0.0/33",
+            "'10.0.0.0/33' is not an address or a CIDR",
+        ),
     ],
 )
-def test_a_bad_setting_is_one_line_naming_the_variable(tmp_path: Path, name: str, value: str, says: str) -> None:
+def test_a_bad_setting_is_one_line_naming_the_variable(
+    tmp_path: Path, name: str, value: str, says: str
+) -> None:
     line = one_line_error(npistack("stats", data_dir=tmp_path, check=False, **{name: value}))
     assert line.startswith(f"error: invalid setting {name}=") and says in line, line

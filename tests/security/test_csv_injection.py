@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from npistack.services.csv_safe import FORMULA_TRIGGERS, SafeCsvWriter, is_plain_number, neutralize
-from npistack.services.enrich_match import NUMERIC_OUTPUT_COLUMNS
+from npistack.services.enrich.csv_safe import FORMULA_TRIGGERS, SafeCsvWriter, is_plain_number, neutralize
+from npistack.services.enrich.rows import NUMERIC_OUTPUT_COLUMNS
 from tests.api_support import sample_store
 from tests.nppes_files import individual, npi, organization, write_bundle
 

@@ -21,9 +21,8 @@ from typing import Any
 
 import pytest
 
-from npistack.storage.jobs import Job, JobsDb, new_job_id
-from npistack.worker import jobs as worker_jobs
-from npistack.worker.jobs import (
+from npistack.services import jobs as service_jobs
+from npistack.services.jobs import (
     STORE_URL_ENV,
     JobRunner,
     JobsConfig,
@@ -32,6 +31,7 @@ from npistack.worker.jobs import (
     private_dir,
     purge_jobs,
 )
+from npistack.storage.jobs import Job, JobsDb, new_job_id
 from tests.api_support import ACTIVE_NPI, bearer, client, make_key, sample_store
 
 CSV = f"NPI,First Name,Last Name,State\n{ACTIVE_NPI},Jon,Dubose,NC\n,Zebulon,Quackenbush,WY\n4,broken,x\n"
@@ -92,7 +92,7 @@ def test_a_real_job_child_reads_the_store_from_its_environment(
         assert kw["env"][STORE_URL_ENV] == url
         return real_popen(args, **kw)
 
-    monkeypatch.setattr(worker_jobs.subprocess, "Popen", recording_popen)
+    monkeypatch.setattr(service_jobs.subprocess, "Popen", recording_popen)
     monkeypatch.delenv(STORE_URL_ENV, raising=False)  # only what the runner gives the child
     with client(url, jobs_workers=0, jobs_dir=str(tmp_path / "jobs")) as c:
         r = c.post(

@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
+from npistack.services.jobs import JobRunner, JobsConfig
 from npistack.storage.jobs import Job, JobsDb, KeyJobs
-from npistack.worker.jobs import JobRunner, JobsConfig
 from tests.api_support import ACTIVE_NPI, bearer, client, make_key, sample_store
 
 A, B, C = 1, 2, 3

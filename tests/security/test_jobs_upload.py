@@ -22,9 +22,9 @@ import orjson
 import pytest
 
 from npistack.api import create_app
-from npistack.services import csv_input
-from npistack.services.csv_input import CsvFormat, CsvLimits, LineSplitter, read_records
-from npistack.services.enrich_csv import default_side_paths, enrich_file
+from npistack.services.enrich import input as csv_input
+from npistack.services.enrich.file import default_side_paths, enrich_file
+from npistack.services.enrich.input import CsvFormat, CsvLimits, LineSplitter, read_records
 from npistack.storage.jobs import JobsDb
 from tests.api_support import ACTIVE_NPI, app_server, make_key, sample_store, set_plan, settings
 from tests.security.test_bodies import GIB, post_raw

@@ -16,8 +16,9 @@ from typing import Any
 import pytest
 
 from npistack.errors import LoadError
-from npistack.ingest.apply import content_keys
-from npistack.ingest.load import LoadLimits, ingest
+from npistack.ingest.load import ingest
+from npistack.ingest.reconcile import content_keys
+from npistack.ingest.reports import LoadLimits
 from npistack.nppes.layout import canonical_columns
 from npistack.nppes.synth import bundle_name, data_file_name, write_bundle
 from npistack.storage import open_store

@@ -164,7 +164,7 @@ def test_a_name_that_resolves_inside_is_refused_at_create(sqlite_url: str) -> No
 def test_the_cli_refuses_with_one_line(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'cli.db'}"
     open_store(url).close()
-    code = "from npistack.cli import main; import npistack.cli_webhooks; main()"
+    code = "from npistack.cli import main; main()"
     env = {"NPISTACK_DATABASE_URL": url, "COLUMNS": "200", "NO_COLOR": "1", "PATH": "/usr/bin:/bin"}
     proc = subprocess.run(
         [sys.executable, "-c", code, "webhooks", "create", "http://169.254.169.254/latest/meta-data/"],

@@ -1,18 +1,16 @@
 """The application factory: ``create_app()`` (used by ``npistack serve`` with ``--factory``).
 
-Each server process opens its own resources at start-up (``ApiState``): the store (read-only for
-SQLite), the accounts database, the meter (Redis or database counters), the upstream client and the
-lookup service. Routes live in ``npistack.api.routes``, one module per resource.
+Each server process opens its own resources at start-up (``api.state.ApiState``): the store
+(read-only for SQLite), the accounts database, the meter (Redis or database counters), the upstream
+client and the lookup service. Routes live in ``npistack.api.routes``, one module per resource; they
+reach the state through ``api.deps`` and never import this module.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -25,14 +23,15 @@ from starlette.types import ASGIApp, Scope
 from npistack import __version__
 from npistack.api import errors
 from npistack.api.metrics import Metrics
+from npistack.api.state import ApiState, app_state
 from npistack.errors import Unavailable
-from npistack.services.accounts import Accounts, Meter, open_meter
+from npistack.services.accounts import Accounts, open_meter
 from npistack.services.lookup import LookupService
 from npistack.services.upstream import Upstream, upstream_reachable
 from npistack.settings import Settings, get_settings
 from npistack.storage import open_store
 from npistack.storage.accounts import AccountsDb
-from npistack.storage.base import LoadRecord, SqlStore
+from npistack.storage.loads import LoadRecord
 
 log = logging.getLogger("npistack.api")
 
@@ -56,32 +55,6 @@ def _constrain(path: str, parameters: list[dict[str, Any]]) -> None:
         rule = table.get(param.get("name", ""))
         if rule is not None:
             param["schema"] = {**rule, "title": param.get("schema", {}).get("title", param["name"])}
-
-
-@dataclass
-class ApiState:
-    settings: Settings
-    store: SqlStore
-    accounts: Accounts
-    meter: Meter
-    lookup: LookupService
-    upstream: Upstream | None
-    metrics: Metrics
-    now: Callable[[], datetime]
-    _load: tuple[float, LoadRecord | None] = field(default=(0.0, None))
-    store_check: tuple[float, str] = field(default=(0.0, ""))  # (when, result) of /readyz's deep check
-    store_check_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-
-    def today(self) -> date:
-        return self.now().date()
-
-    def current_load(self) -> LoadRecord | None:
-        """The current load, re-read at most every 5 seconds."""
-        at, rec = self._load
-        if time.monotonic() - at > 5:
-            rec = self.store.current_load()
-            self._load = (time.monotonic(), rec)
-        return rec
 
 
 def _release_of(load: LoadRecord | None) -> date | None:
@@ -269,8 +242,3 @@ def _customize_openapi(app: FastAPI) -> None:
         return schema
 
     app.openapi = openapi  # type: ignore[method-assign]
-
-
-def app_state(app: Any) -> ApiState:
-    st: ApiState = app.state.api
-    return st

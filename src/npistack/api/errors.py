@@ -17,7 +17,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from npistack.errors import Unavailable
+from npistack.errors import NpistackError, Unavailable
 
 # code -> (HTTP status, the contract's message)
 CONTRACT: dict[str, tuple[int, str]] = {
@@ -65,7 +65,10 @@ CONTRACT: dict[str, tuple[int, str]] = {
 }
 
 
-class ApiError(Exception):
+class ApiError(NpistackError):
+    """A request answered with the documented error body: ``code`` (a ``CONTRACT`` key) sets the
+    status and the default message."""
+
     def __init__(self, code: str, message: str | None = None, headers: dict[str, str] | None = None) -> None:
         status, default = CONTRACT[code]
         self.code = code

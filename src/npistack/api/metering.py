@@ -10,27 +10,36 @@ Routes with a body validate nothing before the key: they call ``authenticate_cli
 for a key without a plan or a plan without enrichment) before reading a byte of the body
 (``api.body``), then parse and validate it (400), then ``reserve`` the credits (429/403). ``admit``
 is the two steps at once, for routes whose whole request is in its line and headers.
+
+What is reserved and not served is given back with ``Admission.refund(units)``; the part of a
+route that must cost nothing if it fails (a 500) runs inside ``with adm.refund_on_error():``.
+Routes reach all of this through ``api.deps`` (``Access``, ``ClientKey``, ``AdminKey``).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 
 from fastapi import Request
 
-from npistack.api.app import ApiState
 from npistack.api.errors import ApiError
+from npistack.api.state import ApiState
 from npistack.services.accounts import Limits, limits_of
 from npistack.storage.accounts import ApiKey, Plan, Reservation
 
 
 @dataclass
 class Admission:
+    """What a request reserved: ``granted`` units of ``cost`` credits each."""
+
     key: ApiKey
     plan: Plan
     reservation: Reservation
     limits: Limits
     cost: int  # credits per unit
+    state: ApiState = field(repr=False)  # whose meter gives the credits back
 
     @property
     def granted(self) -> int:
@@ -38,6 +47,22 @@ class Admission:
 
     def headers(self) -> dict[str, str]:
         return {**self.limits.quota_headers(), **self.limits.rate_headers()}
+
+    def refund(self, units: int) -> None:
+        """Give back the credits of ``units`` that were not served (upstream failures)."""
+        refund(self.state, self, units)
+
+    @contextmanager
+    def refund_on_error(self, *, except_for: tuple[type[BaseException], ...] = ()) -> Iterator[None]:
+        """Whatever the block raises (a cancellation too), but ``except_for``, gives back every unit
+        granted and propagates: a request that fails costs nothing."""
+        try:
+            yield
+        except except_for:
+            raise
+        except BaseException:
+            self.refund(self.granted)
+            raise
 
 
 def bearer_key(request: Request) -> str:
@@ -101,7 +126,9 @@ def admit(
     return reserve(st, caller, cost=cost, units=units, partial=partial)
 
 
-def reserve(st: ApiState, caller: Caller, *, cost: int = 1, units: int = 1, partial: bool = False) -> Admission:
+def reserve(
+    st: ApiState, caller: Caller, *, cost: int = 1, units: int = 1, partial: bool = False
+) -> Admission:
     """Count the request against the minute window and reserve ``units`` × ``cost`` credits (all or
     nothing unless ``partial``), or raise the contract's error (429, 403)."""
     key, plan = caller.key, caller.plan
@@ -115,7 +142,7 @@ def reserve(st: ApiState, caller: Caller, *, cost: int = 1, units: int = 1, part
         raise ApiError("subscription_inactive", headers=limits.rate_headers())
     if res.granted == 0:
         raise ApiError("quota_exceeded", headers={**limits.quota_headers(), **limits.rate_headers()})
-    return Admission(key, plan, res, limits, cost)
+    return Admission(key, plan, res, limits, cost, st)
 
 
 def refund(st: ApiState, adm: Admission, units: int) -> None:

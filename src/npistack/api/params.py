@@ -1,7 +1,9 @@
-"""Validation of ``GET /api/v1/providers/search`` parameters into a ``SearchQuery``.
+"""Validation of request parameters: an NPI in a path (``npi_message``), and
+``GET /api/v1/providers/search`` parameters into a ``SearchQuery``.
 
-Every problem is a 400 ``invalid_search_params`` whose message names the parameter and says what is
-expected. A request without a narrowing criterion gets the contract's exact message.
+An NPI follows ``nppes.npi.check_npi``, worded the contract's way. Every search problem is a 400
+``invalid_search_params`` whose message names the parameter and says what is expected. A request
+without a narrowing criterion gets the contract's exact message.
 """
 
 from __future__ import annotations
@@ -12,10 +14,29 @@ from dataclasses import dataclass
 
 from npistack.api.errors import ApiError
 from npistack.normalize.geo import zip_info
+from npistack.nppes.npi import NpiFault, check_npi
 from npistack.services.search import SearchQuery
 
 MAX_LIMIT, DEFAULT_LIMIT, MAX_SKIP = 50, 20, 1000
 MAX_RADIUS, DEFAULT_RADIUS = 100.0, 10.0
+
+NPI_FORMAT_MESSAGE = "NPI must be a 10-digit number."  # the contract's invalid_npi message
+NPI_PREFIX_MESSAGE = "NPI {npi} does not start with 1 or 2, so no provider can have it."
+NPI_CHECK_MESSAGE = "NPI {npi} fails the NPI check digit (Luhn), so no provider can have it."
+
+
+def npi_message(raw: str) -> str | None:
+    """None for an NPI, else the 400 ``invalid_npi`` message: the contract's text for anything but
+    10 digits, and why 10 digits can never be an NPI (its first digit, its check digit)."""
+    problem = check_npi(raw)
+    if problem is None:
+        return None
+    if problem.kind is NpiFault.BAD_PREFIX:
+        return NPI_PREFIX_MESSAGE.format(npi=raw)
+    if problem.kind is NpiFault.BAD_CHECK_DIGIT:
+        return NPI_CHECK_MESSAGE.format(npi=raw)
+    return NPI_FORMAT_MESSAGE
+
 
 PARAMS = {
     "last_name": "Last name of an individual (NPI-1); trailing * for a prefix (at least 2 characters).",

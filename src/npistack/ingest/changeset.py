@@ -6,22 +6,22 @@ changes, as ``Decision``s that carry everything the writes need: the field diff,
 the change, the replaced version's content, and which child tables' rows change. It works in two
 steps: ``doc_side`` compares the documents (a worker process that has just transformed a block does
 it, ``doc_sides``), ``complete`` adds the child rows of the child files. Which index rows change is
-told from the documents (``transform.rows_change``), not by reading the rows. ``replace_rows``
+told from the documents (``records.index.rows_change``), not by reading the rows. ``replace_rows``
 replaces the changed providers in the live tables and ``record`` records their versions, changes
 and webhook deliveries (the caller holds the transaction, so all of it commits together or not at
 all). A new monthly full file goes through ``decide`` too, for the NPIs whose content fingerprint
-differs (``npistack.ingest.apply``).
+differs (``npistack.ingest.reconcile``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import orjson
 
-from npistack.ingest.diff import (
+from npistack.records.diff import (
     child_sets,
     classify,
     diff,
@@ -32,8 +32,9 @@ from npistack.ingest.diff import (
     strip_release,
     taxonomies_of,
 )
-from npistack.ingest.transform import rows_change
-from npistack.storage.base import DATA_TABLES, SqlStore
+from npistack.records.index import rows_change
+from npistack.records.rows import ProviderRow, ProviderRows
+from npistack.storage.base import SqlStore
 from npistack.storage.changes import (
     ChangeCounts,
     ChangeFacts,
@@ -43,32 +44,9 @@ from npistack.storage.changes import (
     latest_versions,
     record_changes,
 )
+from npistack.storage.providers import CHILD_TABLES as PROVIDER_CHILD_TABLES
 
 _CHUNK = 500
-PROVIDER_WIDTH = len(DATA_TABLES["providers"])
-
-
-@dataclass
-class Incoming:
-    """One provider's new content: its npidata row (as transformed) and its complete child rows."""
-
-    provider: tuple[Any, ...]  # (npi, entity, status, updated, primary, state, doc_json, line)
-    names: list[tuple[Any, ...]] = field(default_factory=list)
-    taxonomies: list[tuple[Any, ...]] = field(default_factory=list)
-    locations: list[tuple[Any, ...]] = field(default_factory=list)
-    extras: list[tuple[Any, ...]] = field(default_factory=list)  # (npi, kind, seq, doc_json)
-
-    @property
-    def npi(self) -> int:
-        return int(self.provider[0])
-
-    @property
-    def doc_json(self) -> str:
-        return str(self.provider[PROVIDER_WIDTH])
-
-    def extra_docs(self) -> list[tuple[str, str]]:
-        """(kind, doc JSON) of the child rows, by kind and file order."""
-        return [(str(e[1]), str(e[3])) for e in sorted(self.extras, key=lambda e: (e[1], e[2]))]
 
 
 class Replaced(NamedTuple):
@@ -89,7 +67,7 @@ class Decision:
     diff: list[dict[str, Any]]
     facts: ChangeFacts
     replaced: Replaced | None  # None: the NPI is new to the store
-    new: Incoming | None  # None: removed
+    new: ProviderRows | None  # None: removed
     rewrite: tuple[str, ...] = ()  # child tables whose rows of this (stored) provider change
 
 
@@ -102,14 +80,7 @@ class Release:
     kind: str
 
 
-# Child tables and the Incoming attribute holding their rows.
-_CHILD_TABLES = (
-    ("provider_names", "names"),
-    ("provider_taxonomies", "taxonomies"),
-    ("provider_locations", "locations"),
-    ("provider_extras", "extras"),
-)
-CHILD_TABLES = tuple(t[0] for t in _CHILD_TABLES)
+CHILD_TABLES = tuple(t for t, _ in PROVIDER_CHILD_TABLES)
 # The tables a child file's rows (provider_extras.kind) also have rows in.
 _EXTRA_ROWS = {"location": "provider_locations", "other_name": "provider_names"}
 
@@ -185,7 +156,7 @@ class StoredRead(NamedTuple):
 _READERS: dict[str, SqlStore] = {}  # per worker process: its read-only connection to each store
 
 
-def read_doc_sides(providers: Iterable[tuple[Any, ...]], read: StoredRead) -> dict[int, DocSide]:
+def read_doc_sides(providers: Iterable[ProviderRow], read: StoredRead) -> dict[int, DocSide]:
     """``doc_sides``, reading the stored documents first when ``read`` says where from.
 
     Worker processes read them over their own read-only connection (the store's write lock is
@@ -205,19 +176,15 @@ def read_doc_sides(providers: Iterable[tuple[Any, ...]], read: StoredRead) -> di
 
 
 def doc_sides(
-    providers: Iterable[tuple[Any, ...]], read: tuple[frozenset[int], StoredJson]
+    providers: Iterable[ProviderRow], read: tuple[frozenset[int], StoredJson]
 ) -> dict[int, DocSide]:
     """``DocSide`` of the transformed providers whose NPIs are among those read (``read``: the NPIs
     and what the store holds of those it has)."""
     npis, stored = read
-    return {
-        int(p[0]): doc_side(stored.get(int(p[0])), str(p[PROVIDER_WIDTH]))
-        for p in providers
-        if int(p[0]) in npis
-    }
+    return {p.npi: doc_side(stored.get(p.npi), p.doc) for p in providers if p.npi in npis}
 
 
-def complete(inc: Incoming, side: DocSide) -> Decision | None:
+def complete(inc: ProviderRows, side: DocSide) -> Decision | None:
     """The decision about ``inc`` given its ``DocSide`` (None: no change)."""
     extras = inc.extra_docs()
     changes = side.diff
@@ -246,7 +213,7 @@ def _with_extras(
     return tuple(t for t in CHILD_TABLES if t in out)
 
 
-def decide(stored: StoredJson, incoming: Iterable[Incoming]) -> list[Decision]:
+def decide(stored: StoredJson, incoming: Iterable[ProviderRows]) -> list[Decision]:
     """The changes incoming providers make to the stored ones (``read_stored``; equal content: no
     change)."""
     out: list[Decision] = []
@@ -257,7 +224,7 @@ def decide(stored: StoredJson, incoming: Iterable[Incoming]) -> list[Decision]:
     return out
 
 
-def compare(store: SqlStore, incoming: Sequence[Incoming]) -> list[Decision]:
+def compare(store: SqlStore, incoming: Sequence[ProviderRows]) -> list[Decision]:
     """The changes ``incoming`` makes to what ``store`` holds (reads only), in the order given."""
     return decide(read_stored(store, sorted(inc.npi for inc in incoming)), incoming)
 
@@ -283,73 +250,14 @@ def read_stored(store: SqlStore, npis: Sequence[int], *, prefix: str = "") -> St
 
 
 def replace_rows(store: SqlStore, decisions: Sequence[Decision]) -> None:
-    """Replace the changed providers' rows in the live tables (child sets as a whole).
-
-    Existing providers are updated in place, and a child table is rewritten for a provider only when
-    its rows there changed (``Decision.rewrite``: a phone change leaves the name, taxonomy and
-    location rows alone), so index maintenance is proportional to what changed.
-    """
-    existing = [(d, d.new) for d in decisions if d.replaced is not None and d.new is not None]
-    fresh = [d.new for d in decisions if d.replaced is None and d.new is not None]
-    gone = sorted(d.npi for d in decisions if d.new is None)
-    if existing:
-        store._exec_many(
-            "UPDATE providers SET entity_type = ?, status = ?, last_updated = ?, primary_taxonomy = ?,"
-            " practice_state = ? WHERE npi = ?",
-            (tuple(new.provider[1:PROVIDER_WIDTH]) + (d.npi,) for d, new in existing),
-        )
-        store._exec_many(
-            "UPDATE provider_docs SET doc = ? WHERE npi = ?", ((new.doc_json, d.npi) for d, new in existing)
-        )
-    if fresh:
-        store._bulk_insert(
-            "providers", DATA_TABLES["providers"], (n.provider[:PROVIDER_WIDTH] for n in fresh)
-        )
-        store._bulk_insert(
-            "provider_docs", DATA_TABLES["provider_docs"], ((n.provider[0], n.doc_json) for n in fresh)
-        )
-    if gone:
-        _delete(store, ("providers", "provider_docs"), gone)
-    for table, attr in _CHILD_TABLES:
-        rewrite = [new for d, new in existing if table in d.rewrite]
-        _delete(store, (table,), sorted([n.npi for n in rewrite] + gone))
-        rows = [r for n in rewrite for r in getattr(n, attr)] + [r for n in fresh for r in getattr(n, attr)]
-        if rows:
-            store._bulk_insert(table, DATA_TABLES[table], rows)
-    add_name_keys(store, [r for d in decisions if d.new is not None for r in d.new.names])
-
-
-def _delete(store: SqlStore, tables: Sequence[str], npis: Sequence[int]) -> None:
-    for i in range(0, len(npis), _CHUNK):
-        part = list(npis[i : i + _CHUNK])
-        marks = ",".join("?" * len(part))
-        for table in tables:
-            store._exec(f"DELETE FROM {table} WHERE npi IN ({marks})", part)
-
-
-def add_name_keys(store: SqlStore, names: Sequence[tuple[Any, ...]]) -> None:
-    """New name keys join the fuzzy-search vocabulary (unused keys stay until the next full load)."""
-    wanted = sorted({(3 if n[2] == "ao" else int(n[1]), str(n[3])) for n in names if n[3]})
-    if not wanted:
-        return
-    have: set[tuple[int, str]] = set()
-    by_class: dict[int, list[str]] = {}
-    for klass, key in wanted:
-        by_class.setdefault(klass, []).append(key)
-    for klass, keys in by_class.items():
-        for i in range(0, len(keys), _CHUNK):
-            part = keys[i : i + _CHUNK]
-            marks = ",".join("?" * len(part))
-            have |= {
-                (klass, str(r[0]))
-                for r in store._query(
-                    f"SELECT name_key FROM provider_name_keys WHERE klass = ? AND name_key IN ({marks})",
-                    [klass, *part],
-                )
-            }
-    missing = [k for k in wanted if k not in have]
-    if missing:
-        store._bulk_insert("provider_name_keys", DATA_TABLES["provider_name_keys"], missing)
+    """Replace the changed providers' rows in the live tables (child sets as a whole), inside the
+    caller's transaction: a child table is rewritten for a stored provider only when its rows
+    there changed (``Decision.rewrite``)."""
+    store.replace_changed(
+        [(d.new, d.rewrite) for d in decisions if d.replaced is not None and d.new is not None],
+        [d.new for d in decisions if d.replaced is None and d.new is not None],
+        [d.npi for d in decisions if d.new is None],
+    )
 
 
 def record(

@@ -31,7 +31,7 @@ from urllib.parse import unquote, urljoin, urlsplit
 
 import httpx
 
-from npistack.errors import SourceError
+from npistack.errors import NpistackError, SourceError
 from npistack.nppes.reader import ZipLimits, check_zip_members, zip_damage
 
 Kind = Literal["monthly", "weekly", "deactivation"]
@@ -178,7 +178,7 @@ def fetch_page(client: httpx.Client, url: str, *, retries: int = 3, backoff_s: f
 # -- downloading -------------------------------------------------------------------------------
 
 
-class _Transient(Exception):
+class _Transient(NpistackError):
     """A failure worth retrying (network error, timeout, 5xx)."""
 
 

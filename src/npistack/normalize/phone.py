@@ -28,6 +28,8 @@ from typing import Any
 import phonenumbers
 from phonenumbers.phonemetadata import PhoneMetadata
 
+from npistack.errors import NpistackError
+
 __all__ = ["normalize_phone", "phone_digits", "suffix_dependent_prefixes"]
 
 _MAX_INPUT_LENGTH = 250  # phonenumbers refuses longer input as TOO_LONG
@@ -75,7 +77,7 @@ _NUMBER_DESCS = (
 _Shape = tuple[frozenset[str], ...]  # the digits a regex allows at each position
 
 
-class _Unsupported(Exception):
+class _Unsupported(NpistackError):
     """A regex construct the metadata analysis does not handle."""
 
 

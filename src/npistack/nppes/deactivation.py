@@ -16,7 +16,7 @@ Before openpyxl parses anything, the workbook's size (and its ratio, inside the 
 the workbook (``xl/sharedStrings.xml``, every worksheet: an .xlsx is itself a zip) are checked against
 ``NPISTACK_XLSX_MAX_PART_BYTES`` and the zip limits of ``npistack.nppes.reader.ZipLimits``, so a small
 file that expands to gigabytes is refused in one line instead of filling memory. ``write_report`` writes the same layout (used by the
-synthetic month in ``synth_updates``); its content is a pure function of the arguments.
+synthetic month in ``synth.updates``); its content is a pure function of the arguments.
 """
 
 from __future__ import annotations

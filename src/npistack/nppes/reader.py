@@ -22,7 +22,7 @@ import os
 import re
 import zipfile
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -33,9 +33,12 @@ from npistack.nppes.layout import (
     DATA_FILE_RE,
     FILE_KINDS,
     FileKind,
+    Layout,
+    detect_layout,
     kind_from_filename,
     kind_from_header,
 )
+from npistack.nppes.lines import decode_block
 
 BLOCK_BYTES = 1 << 20
 FULL_START = "20050523"  # every full replacement file starts its date range here
@@ -410,45 +413,28 @@ def iter_blocks(fh: IO[bytes], block_bytes: int = BLOCK_BYTES) -> Iterator[tuple
         yield line_no, rest
 
 
-def decode_block(block: bytes) -> str:
-    """UTF-8, falling back per line to cp1252 and then latin-1 (lossless) for older files."""
-    try:
-        return block.decode("utf-8")
-    except UnicodeDecodeError:
-        out = []
-        for line in block.split(b"\n"):
-            try:
-                out.append(line.decode("utf-8"))
-            except UnicodeDecodeError:
-                try:
-                    out.append(line.decode("cp1252"))
-                except UnicodeDecodeError:
-                    out.append(line.decode("latin-1"))
-        return "\n".join(out)
+def read_layouts(bundle: Bundle) -> dict[FileKind, tuple[tuple[str, ...], Layout]]:
+    """Read and recognise every data file's header (raises LayoutError before any write)."""
+    out: dict[FileKind, tuple[tuple[str, ...], Layout]] = {}
+    for kind in FILE_KINDS:
+        df = bundle.files.get(kind)
+        if df is None:
+            continue
+        with df.open() as fh:
+            header = tuple(read_header(fh, df.name))
+        out[kind] = (header, detect_layout(kind, header, df.name))
+    return out
 
 
-def split_lines(text: str) -> list[str]:
-    """Physical lines of a decoded block (LF or CRLF), without the final empty piece."""
-    lines = text.split("\n")
-    if lines and lines[-1] == "":
-        lines.pop()
-    return [ln[:-1] if ln.endswith("\r") else ln for ln in lines]
-
-
-def parse_line(line: str) -> list[str] | None:
-    """Split one CMS CSV line into fields; ``None`` when its quoting is broken.
-
-    Fast path: a conformant line is ``"f1","f2",...`` with no quotes inside fields, so it splits
-    on ``","`` exactly; the quote count proves it. Anything else goes through the csv module.
-    """
-    if len(line) >= 2 and line[0] == '"' and line[-1] == '"':
-        fields = line[1:-1].split('","')
-        if line.count('"') == 2 * len(fields):
-            return fields
-    if line.count('"') % 2:
-        return None
-    try:
-        rows = list(csv.reader([line], strict=True))
-    except csv.Error:
-        return None
-    return rows[0] if len(rows) == 1 else None
+def read_lines(df: Any, deferred: Sequence[tuple[int, str]]) -> list[tuple[int, str, str]]:
+    """(line, reason, raw text) of the given (line, reason) of a data file: the raw text of lines
+    refused after they were transformed, for their quarantine rows."""
+    wanted = dict(deferred)
+    out: list[tuple[int, str, str]] = []
+    with df.open() as fh:
+        for line_no, raw in enumerate(fh, start=1):
+            if line_no in wanted:
+                out.append((line_no, wanted.pop(line_no), decode_block(raw).rstrip("\r\n")))
+                if not wanted:
+                    break
+    return out

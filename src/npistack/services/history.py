@@ -12,10 +12,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from npistack.ingest.diff import without_release
 from npistack.nppes.taxonomy import Taxonomy
+from npistack.records.diff import without_release
+from npistack.records.rows import StoredProvider
 from npistack.services.providers import _nucc, expand
-from npistack.storage.base import SqlStore, StoredProvider
+from npistack.storage.base import SqlStore
 from npistack.storage.changes import VersionRow, versions_at, versions_of
 
 

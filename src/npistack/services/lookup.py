@@ -29,11 +29,11 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 
+from npistack.records.registry import registry_block
 from npistack.services.providers import _nucc, expand
-from npistack.services.upstream import Upstream, UpstreamBusy, UpstreamError, result_to_block
+from npistack.services.upstream import Upstream, UpstreamBusy, UpstreamError
 from npistack.storage import open_store
 from npistack.storage.base import SqlStore
-from npistack.storage.writes import replace_providers
 
 log = logging.getLogger("npistack.lookup")
 NOT_FOUND_MAX = 100_000  # NPIs the negative cache remembers at most (the oldest are forgotten first)
@@ -182,13 +182,13 @@ class LookupService:
 
     def _keep(self, result: dict[str, Any]) -> dict[str, Any] | None:
         """Store a registry result like a file row; the stored provider's full document."""
-        block = result_to_block(result, self.today())
+        block = registry_block(result, self.today())
         if not block.providers:
             return None
         if self._writer is None:
             self._writer = open_store(self.store_url)
-        replace_providers(self._writer, block)
-        found = self._writer.get_stored([block.providers[0][0]])
+        self._writer.replace_providers(block)
+        found = self._writer.get_stored([block.providers[0].npi])
         return expand(found[0]) if found else None
 
     def _revalidate_later(self, npi: str) -> None:

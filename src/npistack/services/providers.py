@@ -15,8 +15,9 @@ from typing import Any
 from npistack.normalize.geo import zip_info
 from npistack.nppes.codes import ENDPOINT_TYPES, IDENTIFIER_TYPES, OTHER_NAME_TYPES
 from npistack.nppes.taxonomy import Taxonomy, load_nucc
+from npistack.records.rows import StoredProvider
 from npistack.settings import get_settings
-from npistack.storage.base import SqlStore, StoredProvider
+from npistack.storage.base import SqlStore
 
 SOURCE = {"name": "NPPES", "version": "2.1"}
 NAME_KEYS = ("first", "middle", "last", "prefix", "suffix", "credential")

@@ -6,7 +6,8 @@ import os
 from urllib.parse import unquote, urlparse
 
 from npistack.errors import ConfigError
-from npistack.storage.base import LoadRecord, SqlStore
+from npistack.storage.base import SqlStore
+from npistack.storage.loads import LoadRecord
 
 __all__ = ["LoadRecord", "SqlStore", "open_store"]
 

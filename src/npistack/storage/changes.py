@@ -21,9 +21,10 @@ from typing import Any
 
 import orjson
 
-from npistack.errors import StoreError
+from npistack.errors import NpistackError, StoreError
 from npistack.nppes.npi import npi_problem
-from npistack.storage.base import SqlStore, utcnow
+from npistack.storage.base import SqlStore
+from npistack.storage.core import utcnow
 
 _CHUNK = 500
 CHANGE_TYPES = ("created", "updated", "deactivated", "reactivated", "removed")
@@ -31,7 +32,7 @@ ENTITY_TYPES = {"1": 1, "2": 2, "NPI-1": 1, "NPI-2": 2, "individual": 1, "organi
 MAX_FILTER_VALUES = 1000
 
 
-class FilterError(ValueError):
+class FilterError(NpistackError, ValueError):
     """A filter value that cannot be used; the message says which and why."""
 
 

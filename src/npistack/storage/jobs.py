@@ -29,7 +29,7 @@ import orjson
 
 from npistack.errors import StoreError
 from npistack.storage.accounts import accounts_target
-from npistack.storage.base import utcnow
+from npistack.storage.core import utcnow
 
 JOB_STATUSES = ("queued", "running", "succeeded", "failed")
 _QUEUE_LOCK = 0x6A6F6273  # PostgreSQL advisory lock class of the per-key queue cap ('jobs')

@@ -1,5 +1,6 @@
 """Candidate reads for record matching (``npistack.services.match``): NPIs by name key, by first
-name in an area, by license, and counts of name keys for their frequency in the registry.
+name in an area, by license, counts of name keys for their frequency in the registry, and the active
+NPIs the match evaluation samples from.
 
 Every function takes the store and returns plain tuples; all of them use the data indexes the
 search already has (``ix_names_key``, ``ix_names_first``, ``ix_taxo_license``, ``ix_loc_*``).
@@ -10,7 +11,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from npistack.storage.base import SqlStore, prefix_range
+from npistack.storage.base import SqlStore
+from npistack.storage.core import prefix_range
 
 PROVIDER_NAME_TYPES = ("legal", "other")  # not the organizations' authorized officials
 
@@ -167,6 +169,15 @@ def entity_counts(store: SqlStore) -> dict[int, int]:
             "SELECT entity_type, count(*) FROM providers WHERE entity_type IS NOT NULL GROUP BY entity_type"
         )
     }
+
+
+def active_npis(store: SqlStore) -> list[int]:
+    """The NPIs of every active provider with a full record (not a deactivated stub), in the order
+    the store returns them (the match evaluation samples its labeled set from these)."""
+    return [
+        int(r[0])
+        for r in store._query("SELECT npi FROM providers WHERE status = 'active' AND entity_type IS NOT NULL")
+    ]
 
 
 def name_vocabulary(store: SqlStore, klass: int) -> list[str]:

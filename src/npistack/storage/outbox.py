@@ -27,7 +27,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from npistack.storage.base import SqlStore, utcnow
+from npistack.storage.base import SqlStore
+from npistack.storage.core import utcnow
 from npistack.storage.webhooks import WebhookError, ensure_breakers, get_subscription
 
 STATUSES = ("pending", "delivered", "dead", "cancelled")

@@ -11,7 +11,8 @@ from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from npistack.errors import StoreError
-from npistack.storage.base import SqlStore, history_ddl
+from npistack.storage.base import SqlStore
+from npistack.storage.schema import history_ddl
 
 LOAD_LOCK_KEY = 0x4E50495354  # "NPIST"
 

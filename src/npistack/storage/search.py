@@ -26,15 +26,16 @@ Plans (every criterion other than the driver becomes an ``EXISTS``, answered fro
 from __future__ import annotations
 
 import math
-from abc import ABC, abstractmethod
 from bisect import bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from npistack.errors import StoreError, StoreNotReady
-from npistack.ingest.transform import CELL_DEGREES, MAILING_AND_PRIMARY
 from npistack.normalize.geo import EARTH_RADIUS_MILES, bounding_box, haversine_miles
+from npistack.records.keys import CELL_DEGREES, MAILING_AND_PRIMARY
+from npistack.storage.core import StoreCore
+from npistack.storage.schema import PRACTICE_ONLY
 
 # A candidate set at least this large is not read whole and sorted: see ``SearchSql._driver``.
 DRIVER_CAP = 10_000
@@ -45,9 +46,6 @@ ROW_PURPOSES = {
     "primary": ("primary", MAILING_AND_PRIMARY),
     "secondary": ("secondary",),
 }
-# The condition of the partial radius index (practice locations only): a query must contain it word
-# for word for SQLite to use the index.
-PRACTICE_ONLY = "purpose <> 'mailing'"
 _LAT_CELLS, _LON_CELLS = round(180 / CELL_DEGREES), round(360 / CELL_DEGREES)
 
 SortKey = tuple[float | None, int, int]  # (distance in miles or None, rank, npi)
@@ -293,11 +291,8 @@ def cell_ranges(lat: float, lon: float, miles: float) -> tuple[list[tuple[int, i
     return ranges, box
 
 
-class SearchSql(ABC):
+class SearchSql(StoreCore):
     """The search half of the store contract (mixed into ``SqlStore``)."""
-
-    @abstractmethod
-    def _query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]: ...
 
     def _search_query(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
         try:

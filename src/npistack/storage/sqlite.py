@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from npistack.errors import StoreError
-from npistack.storage.base import SqlStore, history_ddl
+from npistack.storage.base import SqlStore
+from npistack.storage.schema import history_ddl
 
 MAP_ALL = 1 << 40  # a memory map over the whole file (SQLite lowers it to its own maximum)
 

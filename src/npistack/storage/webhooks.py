@@ -22,8 +22,9 @@ from urllib.parse import urlsplit
 import orjson
 
 from npistack.errors import NpistackError
-from npistack.storage.base import SqlStore, utcnow
+from npistack.storage.base import SqlStore
 from npistack.storage.changes import ChangeFilter
+from npistack.storage.core import utcnow
 
 BREAKER_STATES = ("closed", "open", "half-open")
 

@@ -8,11 +8,11 @@ import orjson
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import Response
 
-from npistack.api.app import ApiState, app_state
 from npistack.api.body import ADMIN_MAX_BYTES, read_body
+from npistack.api.deps import Access, AdminKey, State
 from npistack.api.errors import ApiError, json_response, request_id
-from npistack.api.metering import require_admin
 from npistack.api.schemas import error_responses
+from npistack.api.state import ApiState
 from npistack.services.accounts import AccountError, usage_since
 from npistack.storage.accounts import Plan
 
@@ -52,9 +52,7 @@ def _key_or_404(st: ApiState, key_id: int) -> Any:
 @router.get(
     "/keys", summary="List API keys (never the keys themselves)", responses=ERRORS, response_model=None
 )
-async def list_keys(request: Request) -> Response:
-    st = app_state(request.app)
-    require_admin(st, request)
+async def list_keys(request: Request, st: State, admin: AdminKey) -> Response:
     return _ok(request, [k.as_dict() for k in st.accounts.db.list_keys()])
 
 
@@ -82,9 +80,7 @@ async def list_keys(request: Request) -> Response:
         }
     },
 )
-async def create_key(request: Request) -> Response:
-    st = app_state(request.app)
-    require_admin(st, request)
+async def create_key(request: Request, st: State, admin: AdminKey) -> Response:
     body = _body(await read_body(request, ADMIN_MAX_BYTES))
     try:
         key, rec = st.accounts.create_key(name=_str(body, "name"), plan=_str(body, "plan", "free"))
@@ -100,10 +96,13 @@ async def create_key(request: Request) -> Response:
     response_model=None,
 )
 async def key_action(
-    request: Request, action: str, key_id: int = Path(ge=1, le=MAX_INT, description="The key's id")
+    request: Request,
+    st: State,
+    access: Access,
+    action: str,
+    key_id: int = Path(ge=1, le=MAX_INT, description="The key's id"),
 ) -> Response:
-    st = app_state(request.app)
-    require_admin(st, request)
+    access.admin()  # after the parameters' validation (a 400 needs no key)
     status = {"suspend": "suspended", "resume": "active", "revoke": "revoked"}.get(action)
     if status is None:
         raise ApiError("not_found", f"No action {action!r}; use suspend, resume or revoke.")
@@ -116,9 +115,7 @@ async def key_action(
 
 
 @router.get("/plans", summary="List plans", responses=ERRORS, response_model=None)
-async def list_plans(request: Request) -> Response:
-    st = app_state(request.app)
-    require_admin(st, request)
+async def list_plans(request: Request, st: State, admin: AdminKey) -> Response:
     return _ok(request, [p.as_dict() for p in st.accounts.db.plans()])
 
 
@@ -147,9 +144,7 @@ async def list_plans(request: Request) -> Response:
         }
     },
 )
-async def put_plan(name: str, request: Request) -> Response:
-    st = app_state(request.app)
-    require_admin(st, request)
+async def put_plan(name: str, request: Request, st: State, admin: AdminKey) -> Response:
     body = _body(await read_body(request, ADMIN_MAX_BYTES))
     credits, rpm, enrichment = (
         body.get("monthlyCredits"),
@@ -173,11 +168,12 @@ async def put_plan(name: str, request: Request) -> Response:
 @router.get("/usage", summary="Usage per key and day", responses=ERRORS, response_model=None)
 async def usage(
     request: Request,
+    st: State,
+    access: Access,
     key_id: int | None = Query(None, ge=1, le=MAX_INT, description="Only this key"),
     days: int = Query(31, ge=1, le=400, description="How many days back, today included"),
 ) -> Response:
-    st = app_state(request.app)
-    require_admin(st, request)
+    access.admin()  # after the parameters' validation (a 400 needs no key)
     rows = st.meter.usage(key_id, usage_since(days, st.now()))
     data = [{"keyId": k, "day": d, "requests": r, "credits": c} for k, d, r, c in rows]
     return _ok(request, data)

@@ -9,11 +9,11 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
-from npistack.api.app import ApiState, app_state
+from npistack.api.deps import Access, State
 from npistack.api.errors import ApiError, json_response, request_id
-from npistack.api.metering import admit, refund
-from npistack.api.routes.v1 import npi_problem
+from npistack.api.params import npi_message
 from npistack.api.schemas import error_responses
+from npistack.api.state import ApiState
 from npistack.services.changes import (
     ChangeFilter,
     ChangePage,
@@ -54,18 +54,14 @@ DESCRIPTIONS = {
         **error_responses(400, 401, 403, 404, 429, 500),
     },
 )
-async def history(npi: str, request: Request) -> Response:
-    st = app_state(request.app)
+async def history(npi: str, request: Request, st: State, access: Access) -> Response:
     npi = npi.strip()
-    problem = npi_problem(npi)
+    problem = npi_message(npi)
     if problem:
         raise ApiError("invalid_npi", problem)
-    adm = admit(st, request)
-    try:
+    adm = access.admit()
+    with adm.refund_on_error():
         found = await run_in_threadpool(provider_history, st.store, npi)
-    except BaseException:
-        refund(st, adm, 1)
-        raise
     if found is None:
         raise ApiError("npi_not_found", headers=adm.headers())
     return json_response({"data": found, "meta": {"requestId": request_id(request)}}, 200, adm.headers())
@@ -106,6 +102,8 @@ def _limit(raw: str | None, bounds: tuple[int, int]) -> int:
 )
 async def changes(
     request: Request,
+    st: State,
+    access: Access,
     since: str | None = Query(None, description=DESCRIPTIONS["since"]),
     type: str | None = Query(None, description=DESCRIPTIONS["type"]),  # noqa: A002 - the parameter's name
     npi: str | None = Query(None, description=DESCRIPTIONS["npi"]),
@@ -115,7 +113,6 @@ async def changes(
     limit: str | None = Query(None, description=DESCRIPTIONS["limit"]),
     format: str | None = Query(None, description=DESCRIPTIONS["format"]),  # noqa: A002
 ) -> Response:
-    st = app_state(request.app)
     qp = request.query_params
     fmt = (format or "").strip().lower()
     if fmt not in ("", "json", "ndjson"):
@@ -127,17 +124,14 @@ async def changes(
         after = decode_cursor(since) if since else 0
     except FilterError as e:
         raise ApiError("invalid_changes_request", str(e)) from None
-    adm = admit(st, request)
+    adm = access.admit()
     max_bytes = st.settings.changes_page_max_bytes
-    try:
+    with adm.refund_on_error():
         # The store's reads block, and a 10,000-event page takes seconds: built in a worker thread
         # (the event loop keeps serving), its size capped by bytes as well as by count.
         page, next_cursor, body = await run_in_threadpool(
             lambda: _page(st, request_id(request), since, after, flt, page_size, max_bytes, ndjson)
         )
-    except BaseException:
-        refund(st, adm, 1)
-        raise
     more = "true" if page.more else "false"
     headers = {**adm.headers(), "X-Next-Cursor": next_cursor, "X-Has-More": more}
     return Response(body, 200, headers=headers, media_type=NDJSON if ndjson else "application/json")
@@ -176,16 +170,12 @@ def _page(
     response_model=None,
     responses={200: {"description": "Counts per load"}, **error_responses(401, 403, 429, 500)},
 )
-async def stats(request: Request) -> Response:
-    st = app_state(request.app)
-    adm = admit(st, request)
-    try:
+async def stats(request: Request, st: State, access: Access) -> Response:
+    adm = access.admit()
+    with adm.refund_on_error():
         releases, latest, release = await run_in_threadpool(
             lambda: (change_stats(st.store), last_change_id(st.store), st.store.data_release())
         )
-    except BaseException:
-        refund(st, adm, 1)
-        raise
     totals: dict[str, int] = {}
     for rel in releases:
         for kind, n in rel["counts"].items():

@@ -12,12 +12,9 @@ import orjson
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from npistack.api.app import app_state
+from npistack.api.cms import answer, errors_body, parse_params
+from npistack.api.deps import Access, State
 from npistack.api.errors import ApiError
-from npistack.api.metering import admit, refund
-from npistack.services import cms
-from npistack.services.providers import get_providers
-from npistack.services.search import search
 
 router = APIRouter(tags=["cms registry"])
 
@@ -62,34 +59,26 @@ def _json(body: object, pretty: bool, status: int = 200, headers: dict[str, str]
         ]
     },  # fmt: skip
 )
-async def registry(request: Request) -> Response:
-    st = app_state(request.app)
+async def registry(request: Request, st: State, access: Access) -> Response:
     params = dict(request.query_params)
     pretty = "pretty" in params
     headers: dict[str, str] = {}
-    parsed = cms.parse_params(params)
+    parsed = parse_params(params)
     if st.settings.cms_require_key:  # after validation: a refused request costs nothing
         try:
-            adm = admit(st, request)
+            adm = access.admit()
         except ApiError as e:
             err = {"description": e.message, "field": "Authorization", "number": str(e.status)}
             return _json({"Errors": [err]}, pretty, e.status, e.headers)
         headers = adm.headers()
     if isinstance(parsed, list):
         if st.settings.cms_require_key:
-            refund(st, adm, 1)
+            adm.refund(1)
             headers = adm.headers()
-        return _json(cms.errors_body(parsed), pretty, 200, headers)
-    try:
-        page = search(st.store, parsed.query, limit=parsed.limit, skip=parsed.skip)
-    except ValueError as e:  # a query the parameters let through but the engine cannot answer
-        return _json(
-            {"Errors": [{"description": str(e), "field": "query", "number": "22"}]}, pretty, 200, headers
-        )
-    docs = get_providers(st.store, [h.npi for h in page.hits])
-    return _json(cms.render_response(docs), parsed.pretty, 200, headers)
+        return _json(errors_body(parsed), pretty, 200, headers)
+    return _json(answer(st.store, parsed), parsed.pretty, 200, headers)
 
 
 @router.get("/api", include_in_schema=False, response_model=None)
-async def registry_no_slash(request: Request) -> Response:
-    return await registry(request)
+async def registry_no_slash(request: Request, st: State, access: Access) -> Response:
+    return await registry(request, st, access)

@@ -17,8 +17,9 @@ credits left (403) and the key's queue (429 ``too_many_jobs`` past
 ``NPISTACK_JOBS_MAX_UPLOAD_BYTES`` is 413 ``upload_too_large`` at once (and so is a body passing it
 while it streams). The upload is written 0600 in 0700 folders.
 
-Jobs run in ``npistack.worker.jobs`` (a runner thread per server process, started and stopped by
-this router's lifespan); their records live in the API's state database, so they survive restarts.
+Jobs run under ``npistack.services.jobs.JobRunner`` (a runner thread per server process, started and
+stopped by this router's lifespan), each in a child process (``npistack.worker.jobs``); their records
+live in the API's state database, so they survive restarts.
 """
 
 from __future__ import annotations
@@ -38,18 +39,14 @@ from fastapi.responses import FileResponse, Response
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
-from npistack.api.app import ApiState, app_state
 from npistack.api.body import declared_length
+from npistack.api.deps import Access, State
 from npistack.api.errors import ApiError, json_response, request_id
-from npistack.api.metering import Caller, admit, authenticate_client, refund, reserve
+from npistack.api.metering import Caller
 from npistack.api.schemas import error_responses
-from npistack.services.csv_columns import FIELDS, parse_overrides
-from npistack.services.csv_input import EnrichError
-from npistack.services.enrich_csv import inspect_csv
-from npistack.services.enrich_match import STATUSES
-from npistack.settings import Settings
-from npistack.storage.jobs import Job, JobsDb, new_job_id
-from npistack.worker.jobs import (
+from npistack.api.state import ApiState, app_state
+from npistack.services.enrich import FIELDS, STATUSES, EnrichError, inspect_csv, parse_overrides
+from npistack.services.jobs import (
     ERRORS,
     INPUT,
     RESULT,
@@ -62,6 +59,8 @@ from npistack.worker.jobs import (
     open_private,
     private_dir,
 )
+from npistack.settings import Settings
+from npistack.storage.jobs import Job, JobsDb, new_job_id
 
 log = logging.getLogger("npistack.api")
 PREFIX = "/api/v1/jobs"
@@ -227,13 +226,15 @@ _CSV_RESPONSE = {"content": {"text/csv": {"schema": {"type": "string"}}}}
 )
 async def create_enrich_job(
     request: Request,
+    st: State,
+    access: Access,
     column: Annotated[list[str] | None, Query(description=_COLUMN_HELP)] = None,
     threshold: Annotated[float | None, Query(gt=0, le=1, description=_THRESHOLD_HELP)] = None,
 ) -> Response:
-    st = app_state(request.app)
     js = jobs_state(request.app)
-    # Nothing of the body is read before the key, its plan, its credits and its job caps say yes.
-    caller = authenticate_client(st, request)
+    # Nothing of the body is read before the key, its plan, its credits and its job caps say yes
+    # (and after the query's validation: a dependency would check the key before it).
+    caller = access.client()
     try:
         overrides = parse_overrides(column or [])
     except EnrichError as e:
@@ -271,26 +272,26 @@ async def create_enrich_job(
             raise ApiError("invalid_csv", f"The CSV cannot be used: {e}.") from None
         if info.rows == 0:
             raise ApiError("invalid_csv", "The CSV has a header but no data rows.")
-        adm = reserve(st, caller, units=info.rows)
+        adm = access.reserve(caller, units=info.rows)
         try:
-            job = await run_in_threadpool(
-                _queue,
-                js,
-                tmp,
-                folder,
-                job_id=job_id,
-                key_id=adm.key.id,
-                options={"columns": overrides, "threshold": threshold},
-                columns=info.columns.as_dict(),
-                rows=info.rows,
-                max_queued=st.settings.jobs_max_queued_per_key,
-            )
-        except BaseException:
-            refund(st, adm, info.rows)
+            with adm.refund_on_error():
+                job = await run_in_threadpool(
+                    _queue,
+                    js,
+                    tmp,
+                    folder,
+                    job_id=job_id,
+                    key_id=adm.key.id,
+                    options={"columns": overrides, "threshold": threshold},
+                    columns=info.columns.as_dict(),
+                    rows=info.rows,
+                    max_queued=st.settings.jobs_max_queued_per_key,
+                )
+        except BaseException:  # the refund first, then the folder
             shutil.rmtree(folder, ignore_errors=True)
             raise
         if job is None:  # another upload of the key took the last place meanwhile
-            refund(st, adm, info.rows)
+            adm.refund(info.rows)
             shutil.rmtree(folder, ignore_errors=True)
             raise _too_many(st.settings.jobs_max_queued_per_key, adm.headers())
     finally:
@@ -357,10 +358,9 @@ def _admissible(st: ApiState, js: JobsState, caller: Caller) -> None:
         raise _too_many(cap)
 
 
-def _job_of(request: Request, job_id: str) -> tuple[Job, dict[str, str]]:
+def _job_of(request: Request, access: Access, job_id: str) -> tuple[Job, dict[str, str]]:
     """The caller's job (404 for anyone else's), after the key and the minute window (free)."""
-    st = app_state(request.app)
-    adm = admit(st, request, cost=0)
+    adm = access.admit(cost=0)
     job = None
     if job_id.startswith("job_") and len(job_id) <= 40 and job_id.isascii() and job_id[4:].isalnum():
         job = jobs_state(request.app).db.get(job_id, key_id=adm.key.id)
@@ -375,14 +375,14 @@ def _job_of(request: Request, job_id: str) -> tuple[Job, dict[str, str]]:
     response_model=None,
     responses={200: {"model": JobResponse}, **error_responses(401, 403, 404, 429, 500)},
 )
-async def get_job(request: Request, job_id: str) -> Response:
-    job, headers = _job_of(request, job_id)
+async def get_job(request: Request, access: Access, job_id: str) -> Response:
+    job, headers = _job_of(request, access, job_id)
     body = {"data": job_dict(job), "meta": {"requestId": request_id(request)}}
     return json_response(body, 200, headers)
 
 
-def _download(request: Request, job_id: str, what: str) -> Response:
-    job, headers = _job_of(request, job_id)
+def _download(request: Request, access: Access, job_id: str, what: str) -> Response:
+    job, headers = _job_of(request, access, job_id)
     if job.status != "succeeded":
         why = f"failed: {job.error}" if job.status == "failed" else f"is {job.status}"
         message = f"Job {job.id} {why}; its files are ready when its status is succeeded."
@@ -402,8 +402,8 @@ def _download(request: Request, job_id: str, what: str) -> Response:
     response_model=None,
     responses={200: _CSV_RESPONSE, **error_responses(401, 403, 404, 409, 429, 500)},
 )
-async def get_result(request: Request, job_id: str) -> Response:
-    return _download(request, job_id, "result")
+async def get_result(request: Request, access: Access, job_id: str) -> Response:
+    return _download(request, access, job_id, "result")
 
 
 @router.get(
@@ -412,8 +412,8 @@ async def get_result(request: Request, job_id: str) -> Response:
     response_model=None,
     responses={200: _CSV_RESPONSE, **error_responses(401, 403, 404, 409, 429, 500)},
 )
-async def get_review(request: Request, job_id: str) -> Response:
-    return _download(request, job_id, "review")
+async def get_review(request: Request, access: Access, job_id: str) -> Response:
+    return _download(request, access, job_id, "review")
 
 
 @router.get(
@@ -422,5 +422,5 @@ async def get_review(request: Request, job_id: str) -> Response:
     response_model=None,
     responses={200: _CSV_RESPONSE, **error_responses(401, 403, 404, 409, 429, 500)},
 )
-async def get_errors(request: Request, job_id: str) -> Response:
-    return _download(request, job_id, "errors")
+async def get_errors(request: Request, access: Access, job_id: str) -> Response:
+    return _download(request, access, job_id, "errors")

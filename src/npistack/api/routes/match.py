@@ -9,11 +9,11 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
-from npistack.api.app import ApiState, app_state
 from npistack.api.body import MATCH_MAX_BYTES, read_body
+from npistack.api.deps import Access, ClientKey, State
 from npistack.api.errors import ApiError, request_id
-from npistack.api.metering import authenticate_client, refund, reserve
 from npistack.api.schemas import error_responses
+from npistack.api.state import ApiState
 from npistack.services.match import FIELDS, Matcher, MatchInput, MatchInputError
 
 router = APIRouter(prefix="/api/v1", tags=["identity"])
@@ -96,14 +96,13 @@ def parse_request(raw: bytes) -> tuple[list[MatchInput], float]:
         "requestBody": {"required": True, "content": {"application/json": {"schema": REQUEST_SCHEMA}}}
     },
 )
-async def match(request: Request) -> Response:
-    st = app_state(request.app)
-    caller = authenticate_client(st, request)  # 401 before a byte of the body is read
+async def match(request: Request, st: State, access: Access, caller: ClientKey) -> Response:
+    # ClientKey: 401 before a byte of the body is read
     raw = await read_body(request, MATCH_MAX_BYTES)
     records, threshold = await run_in_threadpool(parse_request, raw)  # 1,000 records: ~10 ms of parsing
-    adm = reserve(st, caller, units=len(records))
+    adm = access.reserve(caller, units=len(records))
     if adm.granted < len(records):
-        refund(st, adm, adm.granted)
+        adm.refund(adm.granted)
         raise ApiError("quota_exceeded", headers=adm.headers())
     rid = request_id(request)
 
@@ -119,9 +118,6 @@ async def match(request: Request) -> Response:
         meta = {"requestId": rid, "counts": {"records": len(records), **counts}}
         return orjson.dumps({"data": data, "meta": meta})
 
-    try:
+    with adm.refund_on_error():  # a 500 costs nothing
         body = await run_in_threadpool(run)
-    except BaseException:
-        refund(st, adm, adm.granted)  # a 500 costs nothing
-        raise
     return Response(body, 200, headers=adm.headers(), media_type="application/json")

@@ -16,9 +16,10 @@ import time
 from fastapi import APIRouter, Request
 from fastapi.responses import PlainTextResponse, Response
 
-from npistack.api.app import ApiState, app_state
+from npistack.api.deps import State
 from npistack.api.errors import ApiError, json_response
 from npistack.api.schemas import error_responses
+from npistack.api.state import ApiState
 from npistack.storage import open_store
 
 router = APIRouter(tags=["operations"])
@@ -65,8 +66,7 @@ async def _store_status(st: ApiState) -> str:
     response_model=None,
     responses={503: {"description": "Not ready: the checks say which part is not"}},
 )
-async def readyz(request: Request) -> Response:
-    st = app_state(request.app)
+async def readyz(st: State) -> Response:
     checks: dict[str, str] = {}
     try:
         live = st.store.current_load()  # this process's own connection
@@ -113,8 +113,7 @@ def _may_read_metrics(st: ApiState, request: Request) -> bool:
     response_class=PlainTextResponse,
     responses=error_responses(401),
 )
-async def metrics(request: Request) -> Response:
-    st = app_state(request.app)
+async def metrics(request: Request, st: State) -> Response:
     if not _may_read_metrics(st, request):
         raise ApiError(
             "invalid_api_key",

@@ -10,28 +10,16 @@ from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
-from npistack.api.app import ApiState, app_state
 from npistack.api.body import BULK_MAX_BYTES, read_body
+from npistack.api.deps import Access, ClientKey, State
 from npistack.api.errors import ApiError, json_response, request_id
-from npistack.api.metering import Admission, admit, authenticate_client, refund, reserve
-from npistack.api.params import PARAMS, parse_search
+from npistack.api.params import PARAMS, npi_message, parse_search
 from npistack.api.schemas import BulkRequest, BulkResponse, LookupResponse, SearchResponse, error_responses
-from npistack.nppes.npi import check_digit
+from npistack.api.state import ApiState
 from npistack.services.providers import get_providers
 from npistack.services.search import search
 
 router = APIRouter(prefix="/api/v1", tags=["providers"])
-
-NPI_CHECK_MESSAGE = "NPI {npi} fails the NPI check digit (Luhn), so no provider can have it."
-
-
-def npi_problem(raw: str) -> str | None:
-    """None for a well-formed NPI, else the 400 message (contract text for a bad format)."""
-    if len(raw) != 10 or not raw.isdigit() or not raw.isascii():
-        return "NPI must be a 10-digit number."
-    if check_digit(raw[:9]) != int(raw[9]):
-        return NPI_CHECK_MESSAGE.format(npi=raw)
-    return None
 
 
 def _enrichment(st: ApiState, value: str | None) -> frozenset[str] | None:
@@ -68,25 +56,23 @@ def _enrich(st: ApiState, doc: dict[str, Any], factors: frozenset[str]) -> None:
 async def lookup(
     npi: str,
     request: Request,
+    st: State,
+    access: Access,
     enrichment: str | None = Header(None, description=PARAMS["enrichment"]),
 ) -> Response:
-    st = app_state(request.app)
     npi = npi.strip()
-    problem = npi_problem(npi)
+    problem = npi_message(npi)
     if problem:
         raise ApiError("invalid_npi", problem)
     factors = _enrichment(st, enrichment)
-    adm = admit(st, request, cost=2 if factors else 1, enrichment=bool(factors))
-    try:
+    adm = access.admit(cost=2 if factors else 1, enrichment=bool(factors))
+    with adm.refund_on_error():  # a 500 costs nothing
         outcome = (await st.lookup.lookup([npi]))[0]
         if outcome.doc is not None and factors:
             _enrich(st, outcome.doc, factors)
-    except BaseException:
-        refund(st, adm, 1)  # a 500 costs nothing
-        raise
     st.metrics.count("lookup", "upstream_error" if outcome.upstream_error else outcome.cache)
     if outcome.upstream_error:
-        refund(st, adm, 1)
+        adm.refund(1)
         raise ApiError("upstream_unavailable", headers=adm.headers())
     headers = {**adm.headers(), "X-Cache-Status": outcome.cache}
     if outcome.doc is None:
@@ -133,19 +119,15 @@ def _parse_bulk(raw: bytes) -> list[str]:
         }
     },
 )
-async def bulk(request: Request) -> Response:
-    st = app_state(request.app)
-    caller = authenticate_client(st, request)  # 401 before a byte of the body is read
+async def bulk(request: Request, st: State, access: Access, caller: ClientKey) -> Response:
+    # ClientKey: 401 before a byte of the body is read
     npis = _parse_bulk(await read_body(request, BULK_MAX_BYTES))
-    adm: Admission = reserve(st, caller, units=len(npis), partial=True)
+    adm = access.reserve(caller, units=len(npis), partial=True)
     served = npis[: adm.granted]
-    try:
+    with adm.refund_on_error():  # a 500 costs nothing
         # Every served item is looked up, as the contract does (an NPI failing the check digit is
         # not in the store, and the upstream, if any, is asked like for any other missing NPI).
         outcomes = {o.npi: o for o in await st.lookup.lookup(list(dict.fromkeys(served)))}
-    except BaseException:
-        refund(st, adm, adm.granted)  # a 500 costs nothing
-        raise
     rid = request_id(request)
     data, counts = [], dict.fromkeys(("found", "notFound", "upstreamErrors", "quotaExceeded", "cacheHits"), 0)
     upstream_failures = 0
@@ -165,7 +147,7 @@ async def bulk(request: Request) -> Response:
             upstream_failures += 1
         elif o.doc is None:
             item["status"] = "not_found"
-            problem = npi_problem(npi)
+            problem = npi_message(npi)
             if problem:  # say why it can never be found
                 item["error"] = {"code": "invalid_npi", "message": problem}
             counts["notFound"] += 1
@@ -174,7 +156,7 @@ async def bulk(request: Request) -> Response:
             counts["found"] += 1
             counts["cacheHits"] += int(o.cached)
         data.append(item)
-    refund(st, adm, upstream_failures)
+    adm.refund(upstream_failures)
     body = {"data": data, "meta": {"requestId": rid, "counts": {"requested": len(npis), **counts}}}
     return json_response(body, 200, adm.headers())
 
@@ -187,6 +169,8 @@ async def bulk(request: Request) -> Response:
 )
 async def search_providers(
     request: Request,
+    st: State,
+    access: Access,
     last_name: str | None = Query(None, description=PARAMS["last_name"]),
     first_name: str | None = Query(None, description=PARAMS["first_name"]),
     organization_name: str | None = Query(None, description=PARAMS["organization_name"]),
@@ -207,11 +191,10 @@ async def search_providers(
     cursor: str | None = Query(None, description=PARAMS["cursor"]),
     enrichment: str | None = Query(None, description=PARAMS["enrichment"]),
 ) -> Response:
-    st = app_state(request.app)
     qp = request.query_params
     req = parse_search(dict(qp), {k: qp.getlist(k) for k in qp})
     factors = _enrichment(st, req.enrichment)
-    adm = admit(st, request, cost=2 if factors else 1, enrichment=bool(factors))
+    adm = access.admit(cost=2 if factors else 1, enrichment=bool(factors))
 
     def run() -> tuple[Any, list[dict[str, Any]]]:
         page = search(st.store, req.query, limit=req.limit, skip=req.skip, cursor=req.cursor)
@@ -228,15 +211,12 @@ async def search_providers(
             data.append(doc)
         return page, data
 
-    try:
-        # The store's reads block: off the event loop, so one search never holds up other requests.
-        page, data = await run_in_threadpool(run)
-    except ValueError as e:
-        refund(st, adm, 1)
-        raise ApiError("invalid_search_params", str(e)) from None
-    except BaseException:
-        refund(st, adm, 1)  # a 500 costs nothing
-        raise
+    with adm.refund_on_error():  # a 500, and a 400 the engine finds, cost nothing
+        try:
+            # The store's reads block: off the event loop, so one search never holds up other requests.
+            page, data = await run_in_threadpool(run)
+        except ValueError as e:
+            raise ApiError("invalid_search_params", str(e)) from None
     pagination = {"limit": req.limit, "skip": req.skip, "returned": len(data), "hasMore": page.has_more,
                   "nextCursor": page.next_cursor}  # fmt: skip
     body = {"data": data, "meta": {"requestId": request_id(request), "pagination": pagination}}

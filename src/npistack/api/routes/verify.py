@@ -19,11 +19,11 @@ from fastapi.responses import Response
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
-from npistack.api.app import ApiState, app_state
 from npistack.api.body import VERIFY_BULK_MAX_BYTES, VERIFY_MAX_BYTES, read_body
+from npistack.api.deps import Access, ClientKey, State
 from npistack.api.errors import ApiError, json_response, request_id
-from npistack.api.metering import authenticate_client, refund, reserve
 from npistack.api.schemas import VerifyBulkResponse, VerifyResponse, error_responses
+from npistack.api.state import ApiState
 from npistack.nppes.npi import npi_problem
 from npistack.services.lookup import Outcome
 from npistack.services.verify import Claim, Verification, verify_claim
@@ -156,22 +156,16 @@ async def _verify_all(st: ApiState, pairs: list[tuple[Claim, dict[str, Any] | No
     responses=_responses(VerifyResponse),
     openapi_extra=_body(_CLAIM_SCHEMA, _EXAMPLE),
 )
-async def verify_one(request: Request) -> Response:
-    st = app_state(request.app)
-    caller = authenticate_client(st, request)  # 401 before a byte of the body is read
+async def verify_one(request: Request, st: State, access: Access, caller: ClientKey) -> Response:
+    # ClientKey: 401 before a byte of the body is read
     claim = _claim(_json(await read_body(request, VERIFY_MAX_BYTES)))
-    adm = reserve(st, caller)
-    try:
+    adm = access.reserve(caller)
+    with adm.refund_on_error(except_for=(ApiError,)):  # a 500 costs nothing
         outcome = (await _outcomes(st, [claim])).get(claim.npi)
         if outcome is not None and outcome.upstream_error:
-            refund(st, adm, 1)
+            adm.refund(1)
             raise ApiError("upstream_unavailable", headers=adm.headers())
         (result,) = await _verify_all(st, [(claim, outcome.doc if outcome else None)])
-    except ApiError:
-        raise
-    except BaseException:
-        refund(st, adm, 1)  # a 500 costs nothing
-        raise
     body = {"data": result.to_dict(), "meta": {"requestId": request_id(request)}}
     return json_response(body, 200, adm.headers())
 
@@ -185,20 +179,16 @@ async def verify_one(request: Request) -> Response:
         _BULK_SCHEMA, {"records": [_EXAMPLE, {**_EXAMPLE, "ref": "crm-0043", "npi": "1497758544"}]}
     ),
 )
-async def verify_bulk(request: Request) -> Response:
-    st = app_state(request.app)
-    caller = authenticate_client(st, request)  # 401 before a byte of the body is read
+async def verify_bulk(request: Request, st: State, access: Access, caller: ClientKey) -> Response:
+    # ClientKey: 401 before a byte of the body is read
     claims = await run_in_threadpool(_claims, _json(await read_body(request, VERIFY_BULK_MAX_BYTES)))
-    adm = reserve(st, caller, units=len(claims), partial=True)
+    adm = access.reserve(caller, units=len(claims), partial=True)
     served = claims[: adm.granted]
-    try:
+    with adm.refund_on_error():  # a 500 costs nothing
         outcomes = await _outcomes(st, served)
         ok = [c for c in served if not (c.npi in outcomes and outcomes[c.npi].upstream_error)]
         docs = [(c, outcomes[c.npi].doc if c.npi in outcomes else None) for c in ok]
         results = iter(await _verify_all(st, docs))
-    except BaseException:
-        refund(st, adm, adm.granted)  # a 500 costs nothing
-        raise
     rid = request_id(request)
     data: list[dict[str, Any]] = []
     counts = dict.fromkeys(("verified", "needsReview", "upstreamErrors", "quotaExceeded"), 0)
@@ -215,6 +205,6 @@ async def verify_bulk(request: Request) -> Response:
             item.update(next(results).to_dict())
             counts["verified" if item["status"] == "verified" else "needsReview"] += 1
         data.append(item)
-    refund(st, adm, counts["upstreamErrors"])
+    adm.refund(counts["upstreamErrors"])
     body = {"data": data, "meta": {"requestId": rid, "counts": {"requested": len(claims), **counts}}}
     return json_response(body, 200, adm.headers())

@@ -17,11 +17,11 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from npistack import outbound
-from npistack.api.app import ApiState, app_state
 from npistack.api.body import ADMIN_MAX_BYTES, read_body
+from npistack.api.deps import Access, AdminKey, State
 from npistack.api.errors import ApiError, json_response, request_id
-from npistack.api.metering import require_admin
 from npistack.api.schemas import error_responses
+from npistack.api.state import ApiState
 from npistack.services import webhooks as wh
 from npistack.storage import open_store
 from npistack.storage.base import SqlStore
@@ -271,9 +271,8 @@ DeliveryId = Annotated[int, Path(ge=1, le=MAX_INT, description="The delivery's i
     response_model=None,
     responses=_responses(DeliveryResponse, 200, 404),
 )
-async def get_delivery(request: Request, delivery_id: DeliveryId) -> Response:
-    st = app_state(request.app)
-    require_admin(st, request)
+async def get_delivery(request: Request, st: State, access: Access, delivery_id: DeliveryId) -> Response:
+    access.admin()  # after the parameters' validation (a 400 needs no key)
     d = await _with_store(st, lambda s: wh.get_delivery(s, delivery_id))
     if d is None:
         raise ApiError("delivery_not_found", f"No webhook delivery has id {delivery_id}.")
@@ -286,9 +285,8 @@ async def get_delivery(request: Request, delivery_id: DeliveryId) -> Response:
     response_model=None,
     responses=_responses(DeliveryResponse, 200, 404),
 )
-async def replay_delivery(request: Request, delivery_id: DeliveryId) -> Response:
-    st = app_state(request.app)
-    require_admin(st, request)
+async def replay_delivery(request: Request, st: State, access: Access, delivery_id: DeliveryId) -> Response:
+    access.admin()  # after the parameters' validation (a 400 needs no key)
     d = await _with_store(st, lambda s: wh.replay_delivery(s, delivery_id))
     if d is None:
         raise ApiError("delivery_not_found", f"No webhook delivery has id {delivery_id}.")
@@ -306,9 +304,7 @@ async def replay_delivery(request: Request, delivery_id: DeliveryId) -> Response
     responses=_responses(WebhookResponse, 201),
     openapi_extra=_body_doc(WebhookCreate),
 )
-async def create_webhook(request: Request) -> Response:
-    st = app_state(request.app)
-    require_admin(st, request)
+async def create_webhook(request: Request, st: State, admin: AdminKey) -> Response:
     body = _body(await read_body(request, ADMIN_MAX_BYTES))
     _fields(body, {"url", "secret", "filters", "description", "active"})
     url = _opt_str(body, "url")
@@ -337,9 +333,7 @@ async def create_webhook(request: Request) -> Response:
     "", summary="List webhook subscriptions (never their secrets)", response_model=None,
     responses=_responses(WebhookList),
 )  # fmt: skip
-async def list_webhooks(request: Request) -> Response:
-    st = app_state(request.app)
-    require_admin(st, request)
+async def list_webhooks(request: Request, st: State, admin: AdminKey) -> Response:
 
     def listing(store: SqlStore) -> list[dict[str, Any]]:
         subs = wh.list_subscriptions(store)
@@ -358,9 +352,8 @@ async def list_webhooks(request: Request) -> Response:
     response_model=None,
     responses=_responses(WebhookResponse, 200, 404),
 )
-async def get_webhook(request: Request, webhook_id: SubId) -> Response:
-    st = app_state(request.app)
-    require_admin(st, request)
+async def get_webhook(request: Request, st: State, access: Access, webhook_id: SubId) -> Response:
+    access.admin()  # after the parameters' validation (a 400 needs no key)
     return _ok(request, await _with_store(st, lambda s: _sub_out(s, _sub_or_404(s, webhook_id))))
 
 
@@ -371,9 +364,8 @@ async def get_webhook(request: Request, webhook_id: SubId) -> Response:
     responses=_responses(WebhookResponse, 200, 404),
     openapi_extra=_body_doc(WebhookUpdate),
 )
-async def update_webhook(request: Request, webhook_id: SubId) -> Response:
-    st = app_state(request.app)
-    require_admin(st, request)
+async def update_webhook(request: Request, st: State, access: Access, webhook_id: SubId) -> Response:
+    access.admin()  # after the parameters' validation (a 400 needs no key)
     body = _body(await read_body(request, ADMIN_MAX_BYTES))
     _fields(body, {"url", "filters", "description", "active", "rotateSecret"})
     kw: dict[str, Any] = {
@@ -401,9 +393,8 @@ async def update_webhook(request: Request, webhook_id: SubId) -> Response:
     response_model=None,
     responses=_responses(DeletedResponse, 200, 404),
 )
-async def delete_webhook(request: Request, webhook_id: SubId) -> Response:
-    st = app_state(request.app)
-    require_admin(st, request)
+async def delete_webhook(request: Request, st: State, access: Access, webhook_id: SubId) -> Response:
+    access.admin()  # after the parameters' validation (a 400 needs no key)
     cancelled = await _with_store(st, lambda s: wh.delete_subscription(s, webhook_id))
     if cancelled is None:
         raise ApiError("webhook_not_found", f"No webhook subscription has id {webhook_id}.")
@@ -418,13 +409,14 @@ async def delete_webhook(request: Request, webhook_id: SubId) -> Response:
 )
 async def list_webhook_deliveries(
     request: Request,
+    st: State,
+    access: Access,
     webhook_id: SubId,
     status: str | None = Query(None, description="pending, delivered, dead or cancelled"),
     limit: int = Query(50, ge=1, le=1000, description="At most this many"),
     after: int = Query(0, ge=0, le=MAX_INT, description="Only deliveries with a greater id (`meta.next`)"),
 ) -> Response:
-    st = app_state(request.app)
-    require_admin(st, request)
+    access.admin()  # after the parameters' validation (a 400 needs no key)
     if status is not None and status not in wh.STATUSES:
         raise ApiError("invalid_request", f"status must be one of {', '.join(wh.STATUSES)}.")
 
@@ -444,9 +436,8 @@ async def list_webhook_deliveries(
     responses=_responses(ReplayedResponse, 200, 404),
     openapi_extra=_body_doc(ReplayRange),
 )
-async def replay_range(request: Request, webhook_id: SubId) -> Response:
-    st = app_state(request.app)
-    require_admin(st, request)
+async def replay_range(request: Request, st: State, access: Access, webhook_id: SubId) -> Response:
+    access.admin()  # after the parameters' validation (a 400 needs no key)
     body = _body(await read_body(request, ADMIN_MAX_BYTES))
     _fields(body, {"since", "until", "status"})
     since, until, status = _opt_str(body, "since"), _opt_str(body, "until"), _opt_str(body, "status")
