@@ -27,6 +27,7 @@ from npistack.settings import Settings
 from npistack.storage import open_store
 from npistack.storage.accounts import AccountsDb, Plan
 from tests.nppes_files import SAMPLE
+from tests.storage_sql import sql_rows
 
 ACTIVE_NPI = "1114920162"  # JON DUBOSE, MD (real sample row)
 ORG_NPI = "1497758544"  # a hospital with an authorized official
@@ -48,7 +49,7 @@ def sample_store(path: Path, source: Path = SAMPLE) -> str:
 def deactivated_npi(url: str) -> str:
     store = open_store(url, read_only=url.startswith("sqlite"))
     try:
-        rows = store._query("SELECT npi FROM providers WHERE status = 'deactivated' ORDER BY npi LIMIT 1")
+        rows = sql_rows(store, "SELECT npi FROM providers WHERE status = 'deactivated' ORDER BY npi LIMIT 1")
     finally:
         store.close()
     return f"{rows[0][0]:010d}"

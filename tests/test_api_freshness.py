@@ -49,6 +49,7 @@ from tests.api_support import (
     thread_server,
 )
 from tests.nppes_files import SAMPLE, individual, organization, write_bundle, write_file
+from tests.storage_sql import sql_rows
 
 # -- the two stores ------------------------------------------------------------------------------
 
@@ -621,7 +622,7 @@ def test_registry_result_round_trips_to_the_file_document(sample_docs, sample_ur
                 ("provider_locations", block.locations),
             ):
                 cols = ", ".join(DATA_TABLES[table])
-                loaded = store._query(f"SELECT {cols} FROM {table} WHERE npi = ?", [int(doc["npi"])])
+                loaded = sql_rows(store, f"SELECT {cols} FROM {table} WHERE npi = ?", [int(doc["npi"])])
                 assert sorted(map(tuple, rows)) == sorted(map(tuple, loaded)), (doc["npi"], table)
     finally:
         store.close()

@@ -38,6 +38,7 @@ from schemathesis.core.failures import Failure, FailureGroup
 from npistack.api import cms
 from npistack.storage.accounts import AccountsDb, Plan
 from tests.api_support import ABSENT_NPI, ACTIVE_NPI, ORG_NPI, make_key, sample_store, set_plan, thread_server
+from tests.storage_sql import sql_execute, sql_rows
 
 PLAN = "fuzz-unlimited"
 CREDITS = RPM = 1_000_000_000
@@ -157,13 +158,14 @@ def restore_webhooks(url: str) -> None:
 
     store = open_store(url)
     try:
-        if not store._query("SELECT 1 FROM webhook_subscriptions WHERE id = 1"):
-            store._exec(
+        if not sql_rows(store, "SELECT 1 FROM webhook_subscriptions WHERE id = 1"):
+            sql_execute(
+                store,
                 "INSERT INTO webhook_subscriptions (id, url, secret, filters, description, active, created_at,"
                 " updated_at) VALUES (1, 'https://example.com/hook', 'whsec_0123456789abcdef0123456789abcdef',"
-                " '{}', NULL, 1, '2025-01-01T00:00:00+00:00', '2025-01-01T00:00:00+00:00')"
+                " '{}', NULL, 1, '2025-01-01T00:00:00+00:00', '2025-01-01T00:00:00+00:00')",
             )
-        fresh = not store._query("SELECT 1 FROM webhook_deliveries")
+        fresh = not sql_rows(store, "SELECT 1 FROM webhook_deliveries")
     finally:
         store.close()
     if fresh:

@@ -71,7 +71,8 @@ RECORDS_NPPES = {
     "npistack.nppes.taxonomy",
 }
 # Tests of storage itself, which may look underneath the store's public methods.
-STORAGE_TESTS = {"tests/test_store.py"}
+# Storage's own tests, and the one test module that may speak SQL (see its docstring).
+STORAGE_TESTS = {"tests/test_store.py", "tests/storage_sql.py"}
 
 
 @dataclass

@@ -22,6 +22,7 @@ from npistack.services.search import SearchPage, SearchQuery, decode_cursor, sea
 from npistack.storage import open_store
 from npistack.storage.search import _cell_bound
 from tests.nppes_files import SAMPLE, individual, npi, organization, stub, write_bundle
+from tests.storage_sql import sql_execute, sql_rows
 
 AUSTIN = (30.2672, -97.7431)  # downtown
 MAIL = "Provider Business Mailing Address"
@@ -309,7 +310,7 @@ def test_impossible_queries_raise_value_error(store: Any) -> None:
 
 
 def test_a_store_without_the_search_index_says_to_reload(store: Any) -> None:
-    store._exec("DROP TABLE provider_name_keys")  # as in a store loaded before search existed
+    sql_execute(store, "DROP TABLE provider_name_keys")  # as in a store loaded before search existed
     with pytest.raises(StoreNotReady, match="npistack ingest --force"):
         search(store, SearchQuery(last_name="SMIHT", fuzzy=True), limit=5)
 
@@ -430,8 +431,9 @@ def test_radius_equals_brute_force(
     random_store: Any, centre: tuple[float, float], miles: float, limit: int
 ) -> None:
     best: dict[int, float] = {}
-    for n, lat, lon in random_store._query(
-        "SELECT npi, lat, lon FROM provider_locations WHERE purpose <> 'mailing' AND lat IS NOT NULL"
+    for n, lat, lon in sql_rows(
+        random_store,
+        "SELECT npi, lat, lon FROM provider_locations WHERE purpose <> 'mailing' AND lat IS NOT NULL",
     ):
         d = haversine_miles(*centre, lat, lon)
         if d <= miles and d < best.get(n, math.inf):

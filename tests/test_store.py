@@ -165,6 +165,16 @@ def test_stats(store: Any) -> None:
     assert {"code": "207R00000X", "count": 2} in s["top_specialties"]
 
 
+def test_count_rows_counts_known_tables_only(store: Any) -> None:
+    assert store.count_rows("providers") == 5 == store.count_providers()
+    assert store.count_rows("provider_docs") == 5
+    assert store.count_rows("changes") == 0
+    for bad in ("meta", "providers; DROP TABLE providers", "PROVIDERS", ""):
+        with pytest.raises(ValueError, match="no such table to count"):
+            store.count_rows(bad)
+    assert store.count_providers() == 5
+
+
 def test_app_state_survives_reloads(store: Any, tmp_path: Path) -> None:
     store._exec("INSERT INTO meta (key, value) VALUES ('api_key:demo', 'hash')")
     first = store.current_load()

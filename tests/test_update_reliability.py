@@ -10,6 +10,7 @@ from pathlib import Path
 
 from npistack.ingest.load import ingest
 from npistack.storage import open_store
+from tests.storage_sql import sql_execute
 from tests.update_support import base_bundle, store_content, week_one
 
 KILLER = textwrap.dedent(
@@ -37,8 +38,7 @@ def _counts(url: str) -> tuple[int, int, int]:
     store = open_store(url)
     try:
         return tuple(  # type: ignore[return-value]
-            int(store._query(f"SELECT count(*) FROM {t}")[0][0])
-            for t in ("changes", "provider_history", "webhook_deliveries")
+            store.count_rows(t) for t in ("changes", "provider_history", "webhook_deliveries")
         )
     finally:
         store.close()
@@ -48,12 +48,13 @@ def test_killed_apply_leaves_the_store_as_before(store_url: str, tmp_path: Path)
     store = open_store(store_url)
     try:
         ingest(base_bundle(tmp_path / "base"), store)
-        store._begin()
-        store._exec(
+        store.begin()
+        sql_execute(
+            store,
             "INSERT INTO webhook_subscriptions (url, secret, filters, active, created_at, updated_at)"
-            " VALUES ('http://127.0.0.1:9/hook', 'whsec_x', '{}', 1, 'now', 'now')"
+            " VALUES ('http://127.0.0.1:9/hook', 'whsec_x', '{}', 1, 'now', 'now')",
         )
-        store._commit()
+        store.commit()
     finally:
         store.close()
     before = store_content(store_url)

@@ -17,6 +17,7 @@ from npistack.services.providers import get_provider
 from npistack.storage import open_store
 from npistack.storage.changes import ChangeFilter, read_changes
 from tests.nppes_files import write_bundle
+from tests.storage_sql import sql_rows
 from tests.update_support import (
     INDIVIDUAL,
     NEW_NPI,
@@ -122,7 +123,8 @@ def test_child_sets_are_replaced_as_a_whole(loaded: str, tmp_path: Path) -> None
         assert store.find_by_location(city="Durham", state="NC") == []
         assert ORGANIZATION not in store.find_by_name("Cape Fear Valley")
         assert (
-            store._query(
+            sql_rows(
+                store,
                 "SELECT count(*) FROM provider_locations WHERE npi = ? AND purpose = 'secondary'",
                 (int(ORGANIZATION),),
             )[0][0]

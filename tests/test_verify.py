@@ -27,6 +27,7 @@ from npistack.services.verify import engine as verify_module
 from npistack.storage import open_store
 from npistack.storage.base import SqlStore
 from tests.nppes_files import SAMPLE, write_bundle
+from tests.storage_sql import sql_rows
 
 DUBOSE = "1114920162"  # JON DUBOSE, MD: 111 HOSPITAL DR, TARBORO NC; phone 2526417700, fax 2526417313
 COLLABRIA = "1023011178"  # COLLABRIA CARE (NPI-2), 414 S JEFFERSON ST, NAPA CA
@@ -530,7 +531,8 @@ def claim_from(doc: dict[str, Any]) -> dict[str, Any]:
 
 def active_docs(store: SqlStore) -> list[dict[str, Any]]:
     npis = [
-        f"{r[0]:010d}" for r in store._query("SELECT npi FROM providers WHERE status = 'active' ORDER BY npi")
+        f"{r[0]:010d}"
+        for r in sql_rows(store, "SELECT npi FROM providers WHERE status = 'active' ORDER BY npi")
     ]
     docs = [get_provider(store, n) for n in npis]
     return [d for d in docs if d]

@@ -24,6 +24,7 @@ from npistack.settings import Settings
 from npistack.storage import open_store
 from npistack.worker import DeliveryWorker
 from tests.api_support import bearer, client, make_key
+from tests.storage_sql import sql_execute
 from tests.test_api_errors import assert_error, envelope_problems
 from tests.webhook_support import (  # noqa: F401 - allow_loopback_receivers applies to this module
     add_changes,
@@ -384,7 +385,7 @@ def test_a_delivery_whose_change_is_gone_is_dead_at_once(sqlite_url: str) -> Non
     add_changes(sqlite_url, 1)
     store = open_store(sqlite_url)
     try:
-        store._exec("DELETE FROM changes")
+        sql_execute(store, "DELETE FROM changes")
     finally:
         store.close()
     with DeliveryWorker(sqlite_url, worker_settings(sqlite_url)) as w:

@@ -14,6 +14,7 @@ from npistack.nppes.layout import canonical_columns
 from npistack.records.diff import without_release
 from npistack.storage import open_store
 from tests.nppes_files import COLS, SAMPLE, write_bundle
+from tests.storage_sql import sql_rows
 
 C = {name: i for i, name in enumerate(COLS)}
 INDIVIDUAL = "1114920162"  # DUBOSE, Tarboro NC
@@ -108,9 +109,9 @@ def store_content(url: str) -> dict[str, Any]:
     store = open_store(url, read_only=url.startswith("sqlite"))
     try:
         docs: dict[int, Any] = {}
-        for npi, doc in store._query("SELECT npi, doc FROM provider_docs"):
+        for npi, doc in sql_rows(store, "SELECT npi, doc FROM provider_docs"):
             docs[int(npi)] = [without_release(orjson.loads(doc)), []]
-        for npi, kind, doc in store._query("SELECT npi, kind, doc FROM provider_extras"):
+        for npi, kind, doc in sql_rows(store, "SELECT npi, kind, doc FROM provider_extras"):
             docs[int(npi)][1].append((kind, doc))
         for item in docs.values():
             item[1].sort()
@@ -120,7 +121,9 @@ def store_content(url: str) -> dict[str, Any]:
             "provider_taxonomies": "npi, slot, code, license_key, license_state, is_primary",
             "provider_locations": "npi, purpose, city_key, state, zip5, cell, lat, lon, postal, country",
         }
-        index = {t: sorted(map(tuple, store._query(f"SELECT {cols} FROM {t}"))) for t, cols in tables.items()}
+        index = {
+            t: sorted(map(tuple, sql_rows(store, f"SELECT {cols} FROM {t}"))) for t, cols in tables.items()
+        }
     finally:
         store.close()
     return {"docs": docs, "index": index}

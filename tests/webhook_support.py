@@ -20,6 +20,7 @@ from npistack.nppes.npi import make_npi
 from npistack.services.webhooks import verify
 from npistack.storage import open_store
 from npistack.storage.changes import ChangeFacts, NewChange, NewVersion, record_changes
+from tests.storage_sql import sql_rows
 
 STATES = ("CA", "NY", "TX", "NC")
 TAXONOMIES = ("207RC0000X", "207X00000X", "208D00000X")
@@ -94,7 +95,7 @@ def add_changes(
         facts = ChangeFacts(n, change_type, et, frozenset({st}), frozenset({taxo}))
         changes.append(NewChange(facts, 2, ["practiceLocation.line1"], diff))
     try:
-        store._begin()
+        store.begin()
         record_changes(
             store,
             load_id=load_id,
@@ -103,9 +104,9 @@ def add_changes(
             versions=versions,
             changes=changes,
         )
-        store._commit()
+        store.commit()
     except BaseException:
-        store._rollback()
+        store.rollback()
         raise
     finally:
         store.close()
@@ -116,7 +117,7 @@ def statuses(url: str) -> dict[int, str]:
     """Every delivery's status, by id."""
     store = open_store(url)
     try:
-        return {int(r[0]): str(r[1]) for r in store._query("SELECT id, status FROM webhook_deliveries")}
+        return {int(r[0]): str(r[1]) for r in sql_rows(store, "SELECT id, status FROM webhook_deliveries")}
     finally:
         store.close()
 

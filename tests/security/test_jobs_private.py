@@ -33,6 +33,7 @@ from npistack.services.jobs import (
 )
 from npistack.storage.jobs import Job, JobsDb, new_job_id
 from tests.api_support import ACTIVE_NPI, bearer, client, make_key, sample_store
+from tests.storage_sql import jobs_execute
 
 CSV = f"NPI,First Name,Last Name,State\n{ACTIVE_NPI},Jon,Dubose,NC\n,Zebulon,Quackenbush,WY\n4,broken,x\n"
 SECRET_URL = "postgresql://postgres:SuperSecretPw@db.internal:5432/npi"
@@ -247,7 +248,7 @@ def test_the_runner_purges_by_itself(tmp_path: Path) -> None:
         old = _job(db, jobs_dir, finish="succeeded")
         fresh = _job(db, jobs_dir, finish="succeeded")
         long_ago = (datetime.now(UTC) - timedelta(days=40)).isoformat(timespec="seconds")
-        db._q("UPDATE enrich_jobs SET finished_at = ? WHERE id = ?", (long_ago, old.id))
+        jobs_execute(db, "UPDATE enrich_jobs SET finished_at = ? WHERE id = ?", (long_ago, old.id))
         runner = JobRunner(JobsConfig(store_url=url, jobs_dir=jobs_dir, retention_days=30, poll_s=0.05))
         runner.start()
         try:

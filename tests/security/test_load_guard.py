@@ -55,9 +55,9 @@ def snapshot(store: SqlStore) -> dict[str, Any]:
         "content": content_keys(store),
         "current": current.id if current else None,
         "data_release": store.data_release(),
-        "changes": store._query("SELECT COUNT(*) FROM changes")[0][0],
-        "history": store._query("SELECT COUNT(*) FROM provider_history")[0][0],
-        "deliveries": store._query("SELECT COUNT(*) FROM webhook_deliveries")[0][0],
+        "changes": store.count_rows("changes"),
+        "history": store.count_rows("provider_history"),
+        "deliveries": store.count_rows("webhook_deliveries"),
     }
 
 
@@ -91,7 +91,7 @@ def test_a_short_hostile_monthly_is_refused_then_forced(
         assert summary.status == "succeeded" and summary.rows_quarantined == 5
         assert store.count_providers() == 1
         assert f"{PROVIDERS:,} removed" in summary.message
-        assert store._query("SELECT COUNT(*) FROM webhook_deliveries")[0][0] > 0
+        assert store.count_rows("webhook_deliveries") > 0
     finally:
         store.close()
 

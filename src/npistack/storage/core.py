@@ -14,7 +14,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from npistack.storage.schema import SCHEMA_VERSION
+from npistack.storage.schema import COUNTED_TABLES, SCHEMA_VERSION
 
 
 def utcnow() -> str:
@@ -149,6 +149,13 @@ class StoreCore(ABC):
         except BaseException:
             self._rollback()
             raise
+
+    def count_rows(self, table: str) -> int:
+        """How many rows ``table`` holds (one of ``schema.COUNTED_TABLES``; a ``ValueError`` for
+        any other name, which is never put into SQL)."""
+        if table not in COUNTED_TABLES:
+            raise ValueError(f"no such table to count: {table!r}")
+        return int(self._query(f"SELECT COUNT(*) FROM {table}")[0][0])
 
     # -- meta ----------------------------------------------------------------------------------
     def get_meta(self, key: str) -> str | None:

@@ -25,6 +25,16 @@ PRACTICE_ONLY = "purpose <> 'mailing'"
 
 SCHEMA_VERSION = 1
 
+# The tables a store's row counts can be asked for (``count_rows``): the data tables below and the
+# app's own.
+COUNTED_TABLES = frozenset(
+    {
+        "providers", "provider_docs", "provider_extras", "provider_names", "provider_taxonomies",
+        "provider_locations", "provider_name_keys", "provider_history", "changes",
+        "webhook_subscriptions", "webhook_deliveries", "loads", "quarantine",
+    }
+)  # fmt: skip
+
 DATA_TABLES: dict[str, tuple[str, ...]] = {
     "providers": ("npi", "entity_type", "status", "last_updated", "primary_taxonomy", "practice_state"),
     "provider_docs": ("npi", "doc"),
@@ -155,3 +165,6 @@ assert DATA_TABLES["providers"] == ProviderRow._fields[: len(DATA_TABLES["provid
 def provider_columns(p: ProviderRow) -> tuple[Any, ...]:
     """A provider row's ``providers`` columns (``DATA_TABLES["providers"]``)."""
     return (p.npi, p.entity_type, p.status, p.last_updated, p.primary_taxonomy, p.practice_state)
+
+
+assert set(DATA_TABLES) <= COUNTED_TABLES, set(DATA_TABLES) - COUNTED_TABLES
