@@ -50,7 +50,7 @@ from typing import Any
 from npistack.nppes.layout import FileKind, Layout, detect_layout
 from npistack.nppes.lines import decode_block
 from npistack.records.npidata import transform_block
-from npistack.records.rows import BlockResult, Context, ProviderRow
+from npistack.records.rows import BlockResult, Context, PackedBlock, ProviderRow
 
 INLINE_BELOW_BYTES = 4 << 20  # small bundles are transformed in-process (no worker start-up)
 # Also preloaded by the fork server: the worker side of a weekly apply (``changeset.read_doc_sides``).
@@ -70,6 +70,12 @@ def _work(
 ) -> BlockResult:
     layout = _layout_for(kind, header)
     return transform_block(kind, layout.remap, layout.width, start_line, decode_block(block), ctx)
+
+
+def _work_packed(
+    kind: FileKind, header: tuple[str, ...], start_line: int, block: bytes, ctx: Context
+) -> PackedBlock:
+    return _work(kind, header, start_line, block, ctx).pack()
 
 
 def _work_then(
@@ -158,15 +164,17 @@ class BlockPool:
 
     def map(
         self, kind: FileKind, header: tuple[str, ...], blocks: Iterator[tuple[int, bytes]], ctx: Context
-    ) -> Iterator[tuple[BlockResult, int]]:
+    ) -> Iterator[tuple[PackedBlock, int]]:
+        """Each block transformed and packed for a full load's writer (``records.rows.PackedBlock``),
+        in order, with its size."""
         if self.pool is None:
             for start, block in blocks:
-                yield _work(kind, header, start, block, ctx), len(block)
+                yield _work_packed(kind, header, start, block, ctx), len(block)
             return
-        window: deque[tuple[Future[BlockResult], int]] = deque()
+        window: deque[tuple[Future[PackedBlock], int]] = deque()
         limit = self.workers * 2 + 1
         for start, block in blocks:
-            window.append((self.pool.submit(_work, kind, header, start, block, ctx), len(block)))
+            window.append((self.pool.submit(_work_packed, kind, header, start, block, ctx), len(block)))
             if len(window) >= limit:
                 fut, size = window.popleft()
                 yield fut.result(), size

@@ -30,7 +30,7 @@ from npistack.normalize.address import StdAddress, standardize_address
 from npistack.normalize.names import name_key, normalize_credentials
 from npistack.normalize.phone import normalize_phone
 from npistack.nppes.layout import IDENTIFIER_SLOTS, TAXONOMY_SLOTS
-from npistack.nppes.npi import npi_problem
+from npistack.nppes.npi import check_npi, npi_problem
 from npistack.records.index import address_rows, location_row, name_rows, taxonomy_rows
 from npistack.records.rows import BlockResult, ExtraRow, NameRow, ProviderRow
 from npistack.records.values import YES_NO, BadRow, compact, text
@@ -113,9 +113,9 @@ def identifier_docs(region: Sequence[str]) -> list[dict[str, Any]]:
 
 def checked_npi(npi: str) -> int:
     """The NPI as a number (raises ``BadRow`` for an invalid one)."""
-    problem = npi_problem(npi)
-    if problem:
-        raise BadRow(problem)
+    problem = check_npi(npi)
+    if problem is not None:
+        raise BadRow(problem.message)
     return int(npi)
 
 

@@ -88,9 +88,12 @@ def address_rows(
     one ``both`` row when they are the same place."""
     mail_row = None if mailing is None else location_row(npi, "mailing", 0, *mailing)
     practice_row = None if practice is None else location_row(npi, "primary", 1, *practice)
-    if mail_row is not None and practice_row is not None and mail_row.place() == practice_row.place():
-        return [practice_row._replace(purpose=MAILING_AND_PRIMARY)]
-    return [r for r in (mail_row, practice_row) if r is not None]
+    if mail_row is None or practice_row is None:
+        return [r for r in (mail_row, practice_row) if r is not None]
+    place = practice_row.place()
+    if mail_row.place() == place:
+        return [LocationRow(npi, MAILING_AND_PRIMARY, practice_row.seq, *place)]
+    return [mail_row, practice_row]
 
 
 def _address_parts(address: dict[str, Any] | None) -> tuple[Any, str, str] | None:

@@ -7,6 +7,8 @@ checks the names against its schema at import: ``storage.schema.DATA_TABLES``).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import partial
+from operator import itemgetter
 from typing import Any, NamedTuple
 
 from npistack.nppes.layout import FileKind
@@ -61,18 +63,17 @@ class LocationRow(NamedTuple):
     postal: str
     country: str
 
-    def place(self) -> tuple[object, ...]:
-        """Where the row is (every field but the NPI, purpose and seq): two rows at one place."""
-        return (
-            self.city_key,
-            self.state,
-            self.zip5,
-            self.cell,
-            self.lat,
-            self.lon,
-            self.postal,
-            self.country,
-        )
+    def place(self) -> tuple[Any, ...]:
+        """Where the row is (every field after the NPI, purpose and seq, in order): two rows at one
+        place."""
+        return _PLACE(self)  # type: ignore[no-any-return]
+
+
+# LocationRow.place: the fields from city_key on, sliced in C (a load calls it twice per provider).
+_PLACE = itemgetter(slice(LocationRow._fields.index("city_key"), None))
+assert LocationRow._fields[LocationRow._fields.index("city_key") :] == (
+    "city_key", "state", "zip5", "cell", "lat", "lon", "postal", "country",
+)  # fmt: skip
 
 
 class ExtraRow(NamedTuple):
@@ -118,9 +119,97 @@ class BlockResult:
     def rows_quarantined(self) -> int:
         return len(self.quarantine) + len(self.deferred)
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Blocks cross a process boundary (transform workers -> writer) by the hundred thousand rows.
+        # Pickled as named tuples, every row would go through ``__getnewargs__`` and ``__new__``,
+        # Python functions: 3.5x the pickling and 2.2x the unpickling time of plain tuples, paid
+        # by the writer process, which sets the pace of a load. So rows travel as plain tuples and
+        # become named again in C (``tuple.__new__``), with no Python call per row either way
+        # (``row[:]`` of a named tuple is a plain tuple: twice as fast as ``tuple(row)``).
+        lists = [list(map(_AS_TUPLE, getattr(self, name))) for name, _ in _ROW_LISTS]
+        return (_unpickle_block, (self.kind, self.rows_read, *lists))
+
     @property
     def rows_loaded(self) -> int:
         return self.rows_read - self.rows_quarantined
+
+    def pack(self) -> PackedBlock:
+        """The block as a full load's writer takes it (see ``PackedBlock``)."""
+        return PackedBlock(
+            self.kind,
+            self.rows_read,
+            providers=list(map(_AS_TUPLE, self.providers)),
+            names=list(map(_AS_TUPLE, self.names)),
+            taxonomies=list(map(_AS_TUPLE, self.taxonomies)),
+            locations=list(map(_AS_TUPLE, self.locations)),
+            extras=list(map(_AS_TUPLE, self.extras)),
+            quarantine=self.quarantine,
+            deferred=self.deferred,
+        )
+
+
+_ROW_LISTS: tuple[tuple[str, type[tuple[Any, ...]]], ...] = (
+    ("providers", ProviderRow),
+    ("names", NameRow),
+    ("taxonomies", TaxonomyRow),
+    ("locations", LocationRow),
+    ("extras", ExtraRow),
+    ("quarantine", QuarantinedLine),
+    ("deferred", DeferredLine),
+)
+
+
+_AS_TUPLE = itemgetter(slice(None))  # row[:]: a named tuple's fields as a plain tuple, in C
+
+
+@dataclass
+class PackedBlock:
+    """A transformed block on its way to a full load's writer: each row list's rows as plain tuples
+    of the same fields (a ``ProviderRow``'s, a ``NameRow``'s...), in the same order.
+
+    A full load moves every row of the registry from a transform worker to the writer process, once
+    and only to insert it. Plain tuples make that ~40% cheaper for the writer, which sets the pace:
+    pickle writes and reads them natively (a named tuple goes through two Python calls per row),
+    and sqlite3 binds an exact tuple through its fast path (a tuple subclass item by item: 6.2
+    against 3.7 us for an 11-column row). The writer reads fields through getters made from the row
+    types' field names (``storage.schema``), never by a literal position. Code that reads rows by
+    name takes a ``BlockResult`` (``unpack``).
+    """
+
+    kind: FileKind
+    rows_read: int = 0
+    providers: list[tuple[Any, ...]] = field(default_factory=list)
+    names: list[tuple[Any, ...]] = field(default_factory=list)
+    taxonomies: list[tuple[Any, ...]] = field(default_factory=list)
+    locations: list[tuple[Any, ...]] = field(default_factory=list)
+    extras: list[tuple[Any, ...]] = field(default_factory=list)
+    quarantine: list[QuarantinedLine] = field(default_factory=list)
+    deferred: list[DeferredLine] = field(default_factory=list)
+
+    @property
+    def rows_quarantined(self) -> int:
+        return len(self.quarantine) + len(self.deferred)
+
+    @property
+    def rows_loaded(self) -> int:
+        return self.rows_read - self.rows_quarantined
+
+    def unpack(self) -> BlockResult:
+        """The block with named rows again."""
+        out = BlockResult(self.kind, self.rows_read, quarantine=self.quarantine, deferred=self.deferred)
+        for (name, row_type), rows in zip(_ROW_LISTS[:5], self._row_lists(), strict=True):
+            setattr(out, name, list(map(partial(tuple.__new__, row_type), rows)))
+        return out
+
+    def _row_lists(self) -> tuple[list[tuple[Any, ...]], ...]:
+        return (self.providers, self.names, self.taxonomies, self.locations, self.extras)
+
+
+def _unpickle_block(kind: FileKind, rows_read: int, *lists: list[tuple[Any, ...]]) -> BlockResult:
+    out = BlockResult(kind, rows_read)
+    for (name, row_type), rows in zip(_ROW_LISTS, lists, strict=True):
+        setattr(out, name, list(map(partial(tuple.__new__, row_type), rows)))
+    return out
 
 
 @dataclass(frozen=True)

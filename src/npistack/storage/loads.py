@@ -18,9 +18,17 @@ from dataclasses import dataclass
 from typing import Any
 
 from npistack.errors import LoadError
-from npistack.records.rows import BlockResult, DeferredLine
+from npistack.records.rows import DeferredLine, PackedBlock
 from npistack.storage.core import StoreCore, utcnow
-from npistack.storage.schema import DATA_INDEXES, DATA_TABLES, DERIVED_SQL, provider_columns
+from npistack.storage.schema import (
+    DATA_INDEXES,
+    DATA_TABLES,
+    DERIVED_SQL,
+    provider_columns,
+    provider_doc_columns,
+    provider_line,
+    row_npi,
+)
 
 
 @dataclass
@@ -183,52 +191,52 @@ class LoadsSql(StoreCore):
         )
         return self._load_from_row(rows[0]) if rows else None
 
-    def write_block(self, load_id: int, file_name: str, result: BlockResult) -> BlockResult:
+    def write_block(self, load_id: int, file_name: str, block: PackedBlock) -> PackedBlock:
         """Append one transformed block to the staging tables, and its quarantined lines.
 
         NPIs already loaded from an earlier block are quarantined here as duplicates (the first
         occurrence wins). Returns the block as written.
         """
-        if result.providers:
+        if block.providers:
             seen = self._seen.setdefault(load_id, NpiSet())
-            dups = {p.npi for p in result.providers if seen.add(p.npi)}
+            dups = {npi for npi in map(row_npi, block.providers) if seen.add(npi)}
             if dups:
-                result = _drop_duplicates(result, dups)
+                block = _drop_duplicates(block, dups)
         self._begin()
         try:
-            if result.providers:
+            if block.providers:
                 self._bulk_insert(
-                    "stage_providers", DATA_TABLES["providers"], map(provider_columns, result.providers)
+                    "stage_providers", DATA_TABLES["providers"], map(provider_columns, block.providers)
                 )
                 self._bulk_insert(
                     "stage_provider_docs",
                     DATA_TABLES["provider_docs"],
-                    ((p.npi, p.doc) for p in result.providers),
+                    map(provider_doc_columns, block.providers),
                 )
             for table, rows in (
-                ("provider_names", result.names),
-                ("provider_taxonomies", result.taxonomies),
-                ("provider_locations", result.locations),
-                ("provider_extras", result.extras),
+                ("provider_names", block.names),
+                ("provider_taxonomies", block.taxonomies),
+                ("provider_locations", block.locations),
+                ("provider_extras", block.extras),
             ):
                 if rows:
                     self._bulk_insert(f"stage_{table}", DATA_TABLES[table], rows)
-            if result.quarantine:
+            if block.quarantine:
                 self._bulk_insert(
                     "quarantine",
                     ("load_id", "file", "line", "reason", "raw"),
-                    ((load_id, file_name, q.line, q.reason, q.raw) for q in result.quarantine),
+                    ((load_id, file_name, q.line, q.reason, q.raw) for q in block.quarantine),
                 )
             self._exec(
                 "UPDATE loads SET rows_read = rows_read + ?, rows_loaded = rows_loaded + ?,"
                 " rows_quarantined = rows_quarantined + ? WHERE id = ?",
-                (result.rows_read, result.rows_loaded, result.rows_quarantined, load_id),
+                (block.rows_read, block.rows_loaded, block.rows_quarantined, load_id),
             )
             self._commit()
         except BaseException:
             self._rollback()
             raise
-        return result
+        return block
 
     def finish_load(
         self,
@@ -409,23 +417,26 @@ class LoadsSql(StoreCore):
     # -- reads ---------------------------------------------------------------------------------
 
 
-def _drop_duplicates(result: BlockResult, dups: set[int]) -> BlockResult:
+def _drop_duplicates(block: PackedBlock, dups: set[int]) -> PackedBlock:
     """Move rows whose NPI was loaded by an earlier block to quarantine (first occurrence wins)."""
-    kept = BlockResult(
-        result.kind,
-        rows_read=result.rows_read,
-        quarantine=list(result.quarantine),
-        deferred=list(result.deferred),
+    kept = PackedBlock(
+        block.kind,
+        rows_read=block.rows_read,
+        quarantine=list(block.quarantine),
+        deferred=list(block.deferred),
     )
-    for p in result.providers:
-        if p.npi in dups:
+    for p in block.providers:
+        npi = row_npi(p)
+        if npi in dups:
             kept.deferred.append(
-                DeferredLine(p.line, f"duplicate NPI {p.npi:010d} (an earlier row of this file has it)")
+                DeferredLine(
+                    provider_line(p), f"duplicate NPI {npi:010d} (an earlier row of this file has it)"
+                )
             )
         else:
             kept.providers.append(p)
-    kept.names = [r for r in result.names if r.npi not in dups]
-    kept.taxonomies = [r for r in result.taxonomies if r.npi not in dups]
-    kept.locations = [r for r in result.locations if r.npi not in dups]
-    kept.extras = [r for r in result.extras if r.npi not in dups]
+    kept.names = [r for r in block.names if row_npi(r) not in dups]
+    kept.taxonomies = [r for r in block.taxonomies if row_npi(r) not in dups]
+    kept.locations = [r for r in block.locations if row_npi(r) not in dups]
+    kept.extras = [r for r in block.extras if row_npi(r) not in dups]
     return kept

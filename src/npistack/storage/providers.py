@@ -15,7 +15,7 @@ from npistack.normalize.geo import haversine_miles
 from npistack.records.keys import license_key
 from npistack.records.rows import BlockResult, NameRow, ProviderRows, StoredProvider
 from npistack.storage.core import StoreCore, prefix_range
-from npistack.storage.schema import DATA_TABLES, PRACTICE_ONLY, provider_columns
+from npistack.storage.schema import DATA_TABLES, PRACTICE_ONLY, provider_columns, provider_doc_columns
 from npistack.storage.search import PRACTICE, cell_ranges, row_purposes
 
 _CHUNK = 500
@@ -237,7 +237,7 @@ class ProvidersSql(StoreCore):
                     self._exec(f"DELETE FROM {table} WHERE npi IN ({marks})", npis)
             self._bulk_insert("providers", DATA_TABLES["providers"], map(provider_columns, result.providers))
             self._bulk_insert(
-                "provider_docs", DATA_TABLES["provider_docs"], ((p.npi, p.doc) for p in result.providers)
+                "provider_docs", DATA_TABLES["provider_docs"], map(provider_doc_columns, result.providers)
             )
             for table, attr in CHILD_TABLES:
                 rows = getattr(result, attr)

@@ -14,6 +14,8 @@ Two kinds of tables live in a store:
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from operator import itemgetter
 from typing import Any, NamedTuple
 
 from npistack.records.rows import ExtraRow, LocationRow, NameRow, ProviderRow, TaxonomyRow
@@ -162,9 +164,20 @@ for _table, _row in (
 assert DATA_TABLES["providers"] == ProviderRow._fields[: len(DATA_TABLES["providers"])]
 
 
-def provider_columns(p: ProviderRow) -> tuple[Any, ...]:
-    """A provider row's ``providers`` columns (``DATA_TABLES["providers"]``)."""
-    return (p.npi, p.entity_type, p.status, p.last_updated, p.primary_taxonomy, p.practice_state)
+# A provider row's (named or packed) ``providers`` columns (``DATA_TABLES["providers"]``) and its ``provider_docs``
+# columns, as plain tuples: getters made from the field names, which run in C (a load calls them
+# once per provider).
+provider_columns: Callable[[tuple[Any, ...]], tuple[Any, ...]] = itemgetter(
+    *(ProviderRow._fields.index(c) for c in DATA_TABLES["providers"])
+)
+provider_doc_columns: Callable[[tuple[Any, ...]], tuple[Any, ...]] = itemgetter(
+    *(ProviderRow._fields.index(c) for c in DATA_TABLES["provider_docs"])
+)
+# The NPI of any data row and a provider row's file line, for a named row or a packed one
+# (``records.rows.PackedBlock``).
+row_npi: Callable[[tuple[Any, ...]], int] = itemgetter(0)
+provider_line: Callable[[tuple[Any, ...]], int] = itemgetter(ProviderRow._fields.index("line"))
+assert all(t._fields.index("npi") == 0 for t in (ProviderRow, NameRow, TaxonomyRow, LocationRow, ExtraRow))
 
 
 assert set(DATA_TABLES) <= COUNTED_TABLES, set(DATA_TABLES) - COUNTED_TABLES

@@ -9,6 +9,7 @@ import sqlite3
 import sys
 import threading
 from collections.abc import Iterable, Iterator, Sequence
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from npistack.errors import StoreError
 from npistack.storage.base import SqlStore
 from npistack.storage.schema import history_ddl
 
+_AS_TUPLE = itemgetter(slice(None))  # row[:]: a (named or plain) tuple as a plain tuple
 MAP_ALL = 1 << 40  # a memory map over the whole file (SQLite lowers it to its own maximum)
 
 
@@ -240,7 +242,12 @@ class SqliteStore(SqlStore):
 
     def _bulk_insert(self, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
         marks = ",".join("?" * len(columns))
-        self.conn.executemany(f"INSERT INTO {table} ({','.join(columns)}) VALUES ({marks})", rows)
+        # sqlite3 binds an exact tuple through its fast path and a named tuple (records' row types)
+        # as a generic sequence, item by item: 6.2 against 3.7 us for an 11-column row. ``row[:]``
+        # makes the plain tuple in C (0.2 us; an exact tuple is returned as it is).
+        self.conn.executemany(
+            f"INSERT INTO {table} ({','.join(columns)}) VALUES ({marks})", map(_AS_TUPLE, rows)
+        )
 
     def _begin(self) -> None:
         if not self.conn.in_transaction:
