@@ -5,6 +5,7 @@ rows the transform made."""
 from __future__ import annotations
 
 import copy
+import pickle
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ from npistack.nppes.reader import open_bundle, read_header
 from npistack.nppes.synth import write_bundle
 from npistack.records.index import ROW_TABLES, document_rows, rows_change
 from npistack.records.npidata import transform_block, transform_provider
-from npistack.records.rows import BlockResult, Context
+from npistack.records.rows import BlockResult, Context, DeferredLine, QuarantinedLine
 from tests.update_support import INDIVIDUAL, ORGANIZATION, C, sample_rows
 
 CTX = Context(load_id=1, release_date="2026-11-09")
@@ -108,3 +109,28 @@ def test_a_change_rewrites_only_the_tables_it_touches() -> None:
     assert rows_change(n, stub, doc) == ("provider_names", "provider_taxonomies", "provider_locations")
     org = _doc(ORGANIZATION)
     assert rows_change(int(org["npi"]), org, {**org, "authorizedOfficial": None}) == ("provider_names",)
+
+
+@pytest.mark.parametrize("source", ["sample", "synthetic"])
+def test_a_block_crosses_processes_unchanged(source: str, tmp_path: Path) -> None:
+    """Pickled (to a weekly apply's writer) or packed (to a full load's), a block keeps every row,
+    field for field; packed rows are plain tuples, unpacked ones their named types again."""
+    out = _sample() if source == "sample" else _synthetic(tmp_path)
+    out.quarantine.append(QuarantinedLine(9, "empty line", ""))
+    out.deferred.append(DeferredLine(10, "duplicate NPI"))
+    lists = ("providers", "names", "taxonomies", "locations", "extras", "quarantine", "deferred")
+    back = pickle.loads(pickle.dumps(out, protocol=pickle.HIGHEST_PROTOCOL))
+    packed = pickle.loads(pickle.dumps(out.pack(), protocol=pickle.HIGHEST_PROTOCOL))
+    unpacked = packed.unpack()
+    assert packed.rows_read == back.rows_read == unpacked.rows_read == out.rows_read
+    assert packed.rows_loaded == out.rows_loaded and packed.rows_quarantined == out.rows_quarantined == 2
+    assert out.names and out.taxonomies and out.locations
+    for name in lists:
+        rows, copies = (
+            getattr(out, name),
+            (getattr(back, name), getattr(packed, name), getattr(unpacked, name)),
+        )
+        assert all(c == rows for c in copies), name
+        for r, b, p, u in zip(rows, *copies, strict=True):
+            assert type(b) is type(u) is type(r), name
+            assert type(p) is (type(r) if name in ("quarantine", "deferred") else tuple), name

@@ -14,14 +14,21 @@ from enum import StrEnum
 # The 80840 prefix contributes a constant 24 to the Luhn sum of the first nine NPI digits.
 _PREFIX_SUM = 24
 _DOUBLED = (0, 2, 4, 6, 8, 1, 3, 5, 7, 9)  # digit sum of 2*d
+_DOUBLED_OF = {str(d): _DOUBLED[d] for d in range(10)}
+_DIGIT_OF = {str(d): d for d in range(10)}
 
 
 def check_digit(first9: str) -> int:
-    """The check digit that completes a 9-digit NPI body."""
-    total = _PREFIX_SUM
-    for i, ch in enumerate(reversed(first9)):
-        d = ord(ch) - 48
-        total += _DOUBLED[d] if i % 2 == 0 else d
+    """The check digit that completes a 9-digit NPI body.
+
+    Luhn doubles every other digit from the right: of nine, those at positions 0, 2, 4, 6 and 8.
+    Written out digit by digit (a loop took twice as long, and a load checks every NPI of the
+    registry)."""
+    d, p = _DOUBLED_OF, _DIGIT_OF
+    s = first9
+    total = (
+        _PREFIX_SUM + d[s[0]] + p[s[1]] + d[s[2]] + p[s[3]] + d[s[4]] + p[s[5]] + d[s[6]] + p[s[7]] + d[s[8]]
+    )
     return (10 - total % 10) % 10
 
 
