@@ -56,10 +56,10 @@ def _enrich(st: ApiState, doc: dict[str, Any], factors: frozenset[str]) -> None:
 async def lookup(
     npi: str,
     request: Request,
-    st: State,
     access: Access,
     enrichment: str | None = Header(None, description=PARAMS["enrichment"]),
 ) -> Response:
+    st = access.state
     npi = npi.strip()
     problem = npi_message(npi)
     if problem:
