@@ -96,6 +96,18 @@ def current_settings() -> Settings:
     return get_settings()
 
 
+def npi_argument(npi: str) -> str:
+    """An NPI given on the command line, stripped (a ``NpistackError``, one line, when it is not one)."""
+    from npistack.errors import NpistackError
+    from npistack.nppes.npi import npi_problem
+
+    npi = npi.strip()
+    problem = npi_problem(npi)
+    if problem:
+        raise NpistackError(problem)
+    return npi
+
+
 def open_store_for(database_url: str | None, *, read_only: bool = False) -> Any:
     """The store at ``database_url`` (``--database-url``), or the default one of the settings."""
     from npistack.storage import open_store

@@ -11,7 +11,7 @@ import orjson
 import typer
 from rich.table import Table
 
-from npistack.cli.common import DatabaseOpt, current_settings, open_store_for, out
+from npistack.cli.common import DatabaseOpt, current_settings, npi_argument, open_store_for, out
 from npistack.errors import NpistackError
 from npistack.settings import Settings
 
@@ -24,13 +24,9 @@ def show(
     database_url: DatabaseOpt = None,
 ) -> None:
     """Print one provider document as JSON."""
-    from npistack.nppes.npi import npi_problem
-
-    npi = npi.strip()
-    problem = npi_problem(npi)
-    if problem:
-        raise NpistackError(problem)
     from npistack.services.providers import get_provider
+
+    npi = npi_argument(npi)
 
     store = open_store_for(database_url, read_only=True)
     try:

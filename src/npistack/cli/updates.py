@@ -10,7 +10,7 @@ import orjson
 import typer
 from rich.table import Table
 
-from npistack.cli.common import DatabaseOpt, open_store_for, out
+from npistack.cli.common import DatabaseOpt, npi_argument, open_store_for, out
 from npistack.errors import NpistackError
 
 commands = typer.Typer()
@@ -34,13 +34,9 @@ def history(
     ] = False,
 ) -> None:
     """Every version of a provider: when it was in force, the release it came from, what changed."""
-    from npistack.nppes.npi import npi_problem
     from npistack.services.history import provider_history
 
-    npi = npi.strip()
-    problem = npi_problem(npi)
-    if problem:
-        raise NpistackError(problem)
+    npi = npi_argument(npi)
     store = open_store_for(database_url, read_only=True)
     try:
         found = provider_history(store, npi)

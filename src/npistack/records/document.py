@@ -41,11 +41,17 @@ Address = Sequence[str]
 
 def address_doc(address: Address) -> tuple[dict[str, Any] | None, StdAddress | None]:
     """An address's stored object and standardized form; (None, None) when it is empty."""
-    line1, line2, city, state, postal, country, phone, fax = address
+    line1, _, city, _, postal, _, _, _ = address
     if not (line1 or city or postal):
         return None, None
-    std = standardize_address(line1, line2, city, state, postal, country)
-    doc = compact(
+    std = standardize_address(*address[:6])
+    return _address_object(address, std, ""), std
+
+
+def _address_object(address: Address, std: StdAddress, extension: str) -> dict[str, Any]:
+    """The stored object of an address (``extension``: the phone's, '' for none)."""
+    line1, line2, city, state, postal, country, phone, fax = address
+    return compact(
         line1=line1,
         line2=line2,
         city=city,
@@ -54,13 +60,13 @@ def address_doc(address: Address) -> tuple[dict[str, Any] | None, StdAddress | N
         countryCode=country,
         phone=normalize_phone(phone) if phone else None,
         phoneRaw=phone,
+        phoneExtension=extension,
         fax=normalize_phone(fax) if fax else None,
         faxRaw=fax,
         std=compact(
             line1=std.line1, line2=std.line2, city=std.city, state=std.state, zip5=std.zip5, zip4=std.zip4
         ),
     )
-    return doc, std
 
 
 def taxonomy_docs(
@@ -288,26 +294,10 @@ def add_provider(
 def add_location(out: BlockResult, npi: int, seq: int, address: Address, extension: str) -> None:
     """A secondary practice location (an address as ``address_doc`` takes it, and the phone's
     extension)."""
-    line1, line2, city, state, postal, country, phone, fax = address
-    std = standardize_address(line1, line2, city, state, postal, country)
-    doc = compact(
-        line1=line1,
-        line2=line2,
-        city=city,
-        state=state,
-        postalCode=postal,
-        countryCode=country,
-        phone=normalize_phone(phone) if phone else None,
-        phoneRaw=phone,
-        phoneExtension=extension,
-        fax=normalize_phone(fax) if fax else None,
-        faxRaw=fax,
-        std=compact(
-            line1=std.line1, line2=std.line2, city=std.city, state=std.state, zip5=std.zip5, zip4=std.zip4
-        ),
-    )
+    std = standardize_address(*address[:6])
+    doc = _address_object(address, std, extension)
     out.extras.append(ExtraRow(npi, "location", seq, orjson.dumps(doc).decode()))
-    out.locations.append(location_row(npi, "secondary", seq, std, postal))
+    out.locations.append(location_row(npi, "secondary", seq, std, address[4]))
 
 
 def add_other_name(out: BlockResult, npi: int, seq: int, name: str, code: str, created: str | None) -> None:

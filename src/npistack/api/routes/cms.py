@@ -13,6 +13,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from npistack.api.cms import answer, errors_body, parse_params
+from npistack.api.cms.params import PARAMETERS
 from npistack.api.deps import Access, State
 from npistack.api.errors import ApiError
 
@@ -37,27 +38,10 @@ def _json(body: object, pretty: bool, status: int = 200, headers: dict[str, str]
     openapi_extra={
         "parameters": [
             {"name": name, "in": "query", "required": name == "version", "schema": {"type": "string"}}
-            for name in (
-                "version",
-                "number",
-                "enumeration_type",
-                "taxonomy_description",
-                "name_purpose",
-                "first_name",
-                "use_first_name_alias",
-                "last_name",
-                "organization_name",
-                "address_purpose",
-                "city",
-                "state",
-                "postal_code",
-                "country_code",
-                "limit",
-                "skip",
-                "pretty",
-            )
+            # version first (it is the one required), then the registry's order
+            for name in ("version", *(p for p in PARAMETERS if p != "version"))
         ]
-    },  # fmt: skip
+    },
 )
 async def registry(request: Request, st: State, access: Access) -> Response:
     params = dict(request.query_params)
